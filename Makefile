@@ -1,0 +1,57 @@
+# w2v2-lite: `make book` builds everything and renders the book; `make test` runs the tests.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.w2v2-lite-installed
+# pip repeats one warning per package for this machine's unused local indexes; keep the log readable.
+QUIET_PIP := grep -v "is ignored: it is neither a file nor a directory" || true
+
+.PHONY: help setup espeak test test-package test-notebooks book bench lock clean
+
+help:
+	@echo "make setup    create $(VENV) with the pinned versions (requirements.lock) and espeak-ng"
+	@echo "make test     run the package tests and the notebooks (nbval)"
+	@echo "make book     set up, make the data, execute the notebooks and build book/_build/html"
+	@echo "make bench    print speed ratios against transformers"
+	@echo "make lock     re-pin requirements.lock from the current $(VENV)"
+
+setup: $(STAMP) espeak
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock 2>&1 | $(QUIET_PIP)
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e . 2>&1 | $(QUIET_PIP)
+	@touch $@
+
+espeak:
+	@if command -v espeak-ng >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing espeak-ng with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null; \
+	else \
+		echo "espeak-ng is missing: install it with 'sudo apt-get install espeak-ng' (Debian/Ubuntu)"; \
+		echo "or 'brew install espeak-ng' (macOS); the speech data and notebooks need it."; \
+	fi
+
+test: setup test-package test-notebooks
+
+test-package:
+	$(PY) -m pytest tests -q
+
+test-notebooks:
+	$(PY) -m pytest --nbval-lax notebooks -q -p no:cacheprovider
+
+bench: setup
+	$(PY) bench/step.py
+
+lock:
+	{ echo "# The exact, tested versions that 'make setup' installs (Python 3.11, Linux x86_64)."; \
+	  echo "# Regenerate with: make lock"; \
+	  $(PY) -m pip freeze --exclude-editable 2>/dev/null | grep -v "^w2v2"; } > requirements.lock
+
+clean:
+	rm -rf book/_build .pytest_cache

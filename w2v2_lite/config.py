@@ -1,0 +1,255 @@
+"""Model hyper-parameters: one dataclass, the paper's values as defaults, named presets.
+
+`ModelConfig.base()` and `ModelConfig.large()` carry the values of the paper and of
+fairseq's published configurations; `ModelConfig.tiny()` keeps the paper's geometry
+(a 400-sample receptive field and a 320-sample stride) at a size that trains on a
+two-core laptop CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+# (channels, kernel, stride) of each layer of the feature encoder, as in fairseq's
+# `conv_feature_layers = "[(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] * 2"`.
+ConvLayerSpec = tuple[int, int, int]
+
+
+def paper_conv_layers(channels: int = 512) -> tuple[ConvLayerSpec, ...]:
+    """The seven conv layers of the paper's feature encoder, with `channels` channels each."""
+    return ((channels, 10, 5),) + ((channels, 3, 2),) * 4 + ((channels, 2, 2),) * 2
+
+
+EXTRACTOR_MODES = ("group_norm", "layer_norm")
+CTC_REDUCTIONS = ("sum", "mean")
+
+
+@dataclass
+class ModelConfig:
+    """Every hyper-parameter of wav2vec 2.0; defaults are the BASE model of the paper.
+
+    Symbols follow the paper: G code groups of V entries each, K distractors, mask
+    start probability p with span length M (fairseq's `mask_prob` is p * M).
+    """
+
+    # Feature encoder (waveform X -> latents Z)
+    conv_layers: tuple[ConvLayerSpec, ...] = field(default_factory=paper_conv_layers)
+    extractor_mode: str = "group_norm"  # "group_norm" (BASE) or "layer_norm" (LARGE)
+    conv_bias: bool = False
+    feature_grad_mult: float = 0.1  # gradient scale into the feature encoder; 0 freezes it
+
+    # Context network (transformer over Z -> context C)
+    hidden_size: int = 768
+    num_layers: int = 12
+    num_heads: int = 12
+    ffn_size: int = 3072
+    layer_norm_first: bool = False  # pre-LN ("stable layer norm", LARGE) vs post-LN (BASE)
+    pos_conv_kernel: int = 128
+    pos_conv_groups: int = 16
+    layer_norm_eps: float = 1e-5
+
+    # Regularisation
+    dropout: float = 0.1  # residual dropout inside the transformer
+    attention_dropout: float = 0.1
+    activation_dropout: float = 0.0
+    dropout_input: float = 0.1  # on the projected features, before masking
+    dropout_features: float = 0.1  # on the unmasked features fed to the quantizer
+    layerdrop: float = 0.05
+    final_dropout: float = 0.0  # before the CTC head
+
+    # Span masking (fairseq semantics)
+    mask_time_prob: float = 0.65  # p * M: expected fraction of steps that start a span
+    mask_time_length: int = 10  # M
+    mask_time_min_masks: int = 2
+    mask_channel_prob: float = 0.0
+    mask_channel_length: int = 10
+    mask_channel_min_masks: int = 0
+
+    # Quantizer (Z -> Q)
+    num_code_groups: int = 2  # G
+    num_codes_per_group: int = 320  # V
+    codevector_dim: int = 256  # concatenated size of the G chosen entries
+    gumbel_temperature: tuple[float, float, float] = (2.0, 0.5, 0.999995)  # (start, floor, decay)
+
+    # Pretraining objective
+    final_dim: int = 256  # C and Q are both projected to this size before comparison
+    num_negatives: int = 100  # K
+    cross_sample_negatives: int = 0
+    logit_temperature: float = 0.1  # kappa
+    diversity_weight: float = 0.1  # alpha
+    feature_penalty_weight: float = 10.0
+
+    # CTC fine-tuning
+    vocab_size: int = 32
+    blank_id: int = 0
+    ctc_zero_infinity: bool = True
+    ctc_loss_reduction: str = "sum"
+
+    def __post_init__(self) -> None:
+        self.conv_layers = tuple(tuple(int(v) for v in layer) for layer in self.conv_layers)  # type: ignore[assignment]
+        self.gumbel_temperature = tuple(float(v) for v in self.gumbel_temperature)  # type: ignore[assignment]
+        self.validate()
+
+    # ------------------------------------------------------------------ presets
+    @classmethod
+    def base(cls, **overrides: Any) -> "ModelConfig":
+        """BASE: 12 layers, d=768, group_norm encoder, post-LN (paper, fairseq defaults)."""
+        return cls(**overrides)
+
+    @classmethod
+    def large(cls, **overrides: Any) -> "ModelConfig":
+        """LARGE: 24 layers, d=1024, 16 heads, layer_norm encoder, pre-LN, 768-d targets."""
+        values: dict[str, Any] = dict(
+            extractor_mode="layer_norm",
+            conv_bias=True,
+            feature_grad_mult=1.0,
+            hidden_size=1024,
+            num_layers=24,
+            num_heads=16,
+            ffn_size=4096,
+            layer_norm_first=True,
+            dropout=0.0,
+            attention_dropout=0.1,
+            activation_dropout=0.0,
+            layerdrop=0.0,
+            codevector_dim=768,
+            final_dim=768,
+            feature_penalty_weight=0.0,
+            gumbel_temperature=(2.0, 0.1, 0.999995),
+        )
+        values.update(overrides)
+        return cls(**values)
+
+    @classmethod
+    def tiny(cls, **overrides: Any) -> "ModelConfig":
+        """A laptop-sized model: the paper's encoder geometry with far fewer channels.
+
+        The receptive field (400 samples) and the stride (320 samples) are the paper's;
+        widths, depth and codebook are cut so that a pretraining step on 8 x 2 s of
+        audio takes about a second on two CPU cores.
+        """
+        values: dict[str, Any] = dict(
+            conv_layers=paper_conv_layers(128),
+            hidden_size=192,
+            num_layers=4,
+            num_heads=4,
+            ffn_size=768,
+            pos_conv_kernel=64,
+            pos_conv_groups=16,
+            num_codes_per_group=64,
+            codevector_dim=128,
+            final_dim=128,
+            num_negatives=50,
+            layerdrop=0.0,
+        )
+        values.update(overrides)
+        return cls(**values)
+
+    # --------------------------------------------------------------- derived
+    @property
+    def receptive_field(self) -> int:
+        """Samples seen by one output frame of the feature encoder (400 for the paper)."""
+        field_size, jump = 1, 1
+        for _, kernel, stride in self.conv_layers:
+            field_size += (kernel - 1) * jump
+            jump *= stride
+        return field_size
+
+    @property
+    def frame_stride(self) -> int:
+        """Samples between consecutive frames of the feature encoder (320 for the paper)."""
+        return math.prod(stride for _, _, stride in self.conv_layers)
+
+    @property
+    def conv_dim(self) -> int:
+        """Channels of the last conv layer: the size of each latent z_t."""
+        return self.conv_layers[-1][0]
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames T the feature encoder makes from `num_samples` samples (0 if too short)."""
+        length = num_samples
+        for _, kernel, stride in self.conv_layers:
+            length = (length - kernel) // stride + 1
+            if length <= 0:
+                return 0
+        return length
+
+    # ------------------------------------------------------------ validation
+    def validate(self) -> None:
+        """Raise `ValueError` naming the first field that is invalid, and why."""
+
+        def fail(name: str, why: str) -> None:
+            raise ValueError(f"ModelConfig.{name}={getattr(self, name)!r}: {why}")
+
+        if not self.conv_layers:
+            fail("conv_layers", "the feature encoder needs at least one conv layer")
+        for index, layer in enumerate(self.conv_layers):
+            if len(layer) != 3 or min(layer) < 1:
+                fail("conv_layers", f"layer {index} must be (channels, kernel, stride) with all >= 1, got {layer}")
+        if self.extractor_mode not in EXTRACTOR_MODES:
+            fail("extractor_mode", f"must be one of {EXTRACTOR_MODES}")
+        if self.feature_grad_mult < 0:
+            fail("feature_grad_mult", "must be >= 0 (0 freezes the feature encoder)")
+        for name in ("hidden_size", "num_layers", "num_heads", "ffn_size", "pos_conv_kernel", "pos_conv_groups"):
+            if getattr(self, name) < 1:
+                fail(name, "must be a positive integer")
+        if self.hidden_size % self.num_heads:
+            fail("hidden_size", f"must be divisible by num_heads={self.num_heads}")
+        if self.hidden_size % self.pos_conv_groups:
+            fail("hidden_size", f"must be divisible by pos_conv_groups={self.pos_conv_groups}")
+        for name in ("dropout", "attention_dropout", "activation_dropout", "dropout_input",
+                     "dropout_features", "final_dropout", "layerdrop"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                fail(name, "a probability must lie in [0, 1)")
+        for name in ("mask_time_prob", "mask_channel_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                fail(name, "must lie in [0, 1]; it is p * M, the expected fraction of span starts times M")
+        for name in ("mask_time_length", "mask_channel_length"):
+            if getattr(self, name) < 1:
+                fail(name, "a span is at least one step long")
+        for name in ("mask_time_min_masks", "mask_channel_min_masks", "cross_sample_negatives"):
+            if getattr(self, name) < 0:
+                fail(name, "must be >= 0")
+        if self.num_code_groups < 1 or self.num_codes_per_group < 2:
+            fail("num_codes_per_group" if self.num_code_groups >= 1 else "num_code_groups",
+                 "the quantizer needs G >= 1 groups of V >= 2 entries")
+        if self.codevector_dim % self.num_code_groups:
+            fail("codevector_dim", f"must be divisible by num_code_groups={self.num_code_groups}")
+        start, floor, decay = self.gumbel_temperature
+        if not (start >= floor > 0 and 0 < decay <= 1):
+            fail("gumbel_temperature", "must be (start, floor, decay) with start >= floor > 0 and 0 < decay <= 1")
+        if self.final_dim < 1:
+            fail("final_dim", "must be a positive integer")
+        if self.num_negatives < 0 or self.num_negatives + self.cross_sample_negatives < 1:
+            fail("num_negatives", "the contrastive task needs at least one distractor")
+        if self.logit_temperature <= 0:
+            fail("logit_temperature", "kappa divides the cosine similarity, so it must be > 0")
+        if self.diversity_weight < 0 or self.feature_penalty_weight < 0:
+            fail("diversity_weight" if self.diversity_weight < 0 else "feature_penalty_weight", "must be >= 0")
+        if self.vocab_size < 2:
+            fail("vocab_size", "CTC needs the blank and at least one symbol")
+        if not 0 <= self.blank_id < self.vocab_size:
+            fail("blank_id", f"must index the vocabulary [0, {self.vocab_size})")
+        if self.ctc_loss_reduction not in CTC_REDUCTIONS:
+            fail("ctc_loss_reduction", f"must be one of {CTC_REDUCTIONS}")
+
+    # ---------------------------------------------------------- serialisation
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly dict that `from_dict` turns back into an equal config."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":
+        """Build a config from `to_dict` output; unknown keys are an error, not ignored."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"ModelConfig has no field(s) {unknown}; known fields: {sorted(known)}")
+        return cls(**values)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)

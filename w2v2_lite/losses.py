@@ -1,0 +1,47 @@
+"""The pretraining objective L = L_m + alpha * L_d (+ feature penalty), paper section 3.2.
+
+Pure functions of tensors; `Wav2Vec2ForPreTraining` gathers their inputs.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def contrastive_logits(context: Tensor, positives: Tensor, negatives: Tensor, temperature: float) -> Tensor:
+    """sim(c_t, q) / kappa for q in {q_t, K distractors} (paper eq. 3): (N, 1 + K).
+
+    context c_t (N, F), positives q_t (N, F), negatives (N, K, F); column 0 is the
+    positive. sim is the cosine similarity, computed in fp32. A distractor that equals
+    its positive exactly gets -inf, so it is not counted against the model.
+    """
+    candidates = torch.cat([positives.unsqueeze(1), negatives], dim=1)  # (N, 1 + K, F)
+    logits = F.cosine_similarity(context.float().unsqueeze(1), candidates.float(), dim=-1) / temperature
+    same_as_positive = (negatives == positives.unsqueeze(1)).all(dim=-1)  # (N, K)
+    if same_as_positive.any():
+        logits[:, 1:] = logits[:, 1:].masked_fill(same_as_positive, float("-inf"))
+    return logits
+
+
+def contrastive_loss(logits: Tensor, reduction: str = "sum") -> Tensor:
+    """L_m = -log softmax(logits)[:, 0]: cross-entropy with the positive in column 0.
+
+    logits (N, 1 + K) -> scalar, summed over the N masked steps (or their mean).
+    """
+    target = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
+    return F.cross_entropy(logits.float(), target, reduction=reduction)
+
+
+def diversity_loss(perplexity: Tensor, num_entries: int) -> Tensor:
+    """L_d = (G V - sum_g exp(H(p_bar_g))) / (G V) (paper eq. 4): 0 when every entry is used.
+
+    `perplexity` is `codebook_perplexity` of the softmax, `num_entries` is G * V.
+    """
+    return (num_entries - perplexity) / num_entries
+
+
+def feature_penalty(features: Tensor) -> Tensor:
+    """Mean squared activation of the feature encoder's output Z (B, T, C): a scalar."""
+    return features.float().pow(2).mean()

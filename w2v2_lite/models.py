@@ -1,0 +1,272 @@
+"""The three models: the encoder alone, pretraining, and CTC fine-tuning.
+
+    waveform X --FeatureEncoder--> Z --FeatureProjection--> mask --TransformerEncoder--> C
+                                   Z --GumbelVectorQuantizer--> Q          (pretraining)
+                                                                C --Linear--> characters (CTC)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import ModelConfig
+from .context_network import TransformerEncoder
+from .feature_encoder import FeatureEncoder, FeatureProjection, scale_gradient, validate_waveform
+from .losses import contrastive_logits, contrastive_loss, diversity_loss, feature_penalty
+from .masking import apply_mask, span_mask
+from .negatives import sample_negatives
+from .quantizer import GumbelVectorQuantizer
+
+
+@dataclass
+class ModelOutput:
+    """last_hidden_state: (B, T, D) context vectors C.
+    extract_features: (B, T, C) latents Z after the LayerNorm (what the quantizer reads).
+    features: (B, T, C) raw latents Z, before the LayerNorm (for the feature penalty).
+    frame_mask: (B, T) bool, True at real frames (None without an attention mask).
+    time_mask: (B, T) bool, the steps replaced by the mask embedding (or None).
+    hidden_states / attentions: per layer, when asked for."""
+
+    last_hidden_state: Tensor
+    extract_features: Tensor
+    features: Tensor
+    frame_mask: Tensor | None = None
+    time_mask: Tensor | None = None
+    hidden_states: list[Tensor] | None = None
+    attentions: list[Tensor] | None = None
+
+
+class Wav2Vec2Model(nn.Module):
+    """Feature encoder + projection + masking + context network: X (B, L) -> C (B, T, D)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.feature_encoder = FeatureEncoder(config)
+        self.feature_projection = FeatureProjection(config)
+        self.mask_embedding = nn.Parameter(torch.empty(config.hidden_size).uniform_())
+        self.encoder = TransformerEncoder(config)
+        self.feature_encoder_frozen = config.feature_grad_mult == 0.0
+
+    def freeze_feature_encoder(self) -> None:
+        """Stop training the CNN: no gradients, and it runs without building a graph."""
+        self.feature_encoder_frozen = True
+        for parameter in self.feature_encoder.parameters():
+            parameter.requires_grad_(False)
+
+    def frame_mask(self, attention_mask: Tensor, num_frames: int) -> Tensor:
+        """Sample-level mask (B, L) -> frame-level mask (B, T): True at real frames."""
+        lengths = self.feature_encoder.output_lengths(attention_mask.long().sum(dim=-1))
+        return torch.arange(num_frames, device=attention_mask.device)[None, :] < lengths[:, None]
+
+    def forward(self, waveform: Tensor, attention_mask: Tensor | None = None, time_mask: Tensor | None = None,
+                output_hidden_states: bool = False, output_attentions: bool = False,
+                draw_time_mask: bool | None = None, generator: torch.Generator | None = None) -> ModelOutput:
+        """waveform X (B, L) -> ModelOutput with C (B, T, D).
+
+        attention_mask: (B, L), 1 at real samples and 0 at padding.
+        time_mask: (B, T) bool, steps to replace by the mask embedding. When None, spans
+            are drawn with the config's masking parameters if `draw_time_mask` (by
+            default: in training mode only), using `generator`.
+        """
+        validate_waveform(waveform, self.config.receptive_field, attention_mask)
+        if self.feature_encoder_frozen:
+            with torch.no_grad():
+                features = self.feature_encoder(waveform)  # (B, T, C)
+        else:
+            features = scale_gradient(self.feature_encoder(waveform), self.config.feature_grad_mult)
+        batch, steps, _ = features.shape
+        frame_mask = None if attention_mask is None else self.frame_mask(attention_mask, steps)
+        extract_features, hidden = self.feature_projection(features)  # (B, T, C), (B, T, D)
+
+        cfg = self.config
+        lengths = None if frame_mask is None else frame_mask.sum(dim=-1)
+        if draw_time_mask is None:
+            draw_time_mask = self.training
+        if time_mask is None and draw_time_mask and cfg.mask_time_prob > 0:
+            time_mask = span_mask((batch, steps), cfg.mask_time_prob, cfg.mask_time_length,
+                                  cfg.mask_time_min_masks, lengths, generator=generator, device=hidden.device)
+        channel_mask = None
+        if self.training and cfg.mask_channel_prob > 0:
+            channel_mask = span_mask((batch, cfg.hidden_size), cfg.mask_channel_prob, cfg.mask_channel_length,
+                                     cfg.mask_channel_min_masks, device=hidden.device)
+        if time_mask is not None:
+            if time_mask.shape != (batch, steps):
+                raise ValueError(f"time_mask has shape {tuple(time_mask.shape)}, expected (batch, frames) = "
+                                 f"{(batch, steps)}; frames = config.num_frames(samples).")
+            time_mask = time_mask.bool()
+        hidden = apply_mask(hidden, time_mask, self.mask_embedding, channel_mask)
+
+        encoded = self.encoder(hidden, frame_mask, output_hidden_states, output_attentions)
+        return ModelOutput(encoded.last_hidden_state, extract_features, features, frame_mask, time_mask,
+                           encoded.hidden_states, encoded.attentions)
+
+
+@dataclass
+class PreTrainingOutput:
+    """Everything one pretraining step produces.
+
+    loss: scalar, per masked step: L_m + alpha * L_d + beta * feature penalty.
+    contrastive_loss: L_m averaged over the masked steps (x num_masked = the summed loss
+        that fairseq and transformers report).
+    diversity_loss, feature_penalty: the other two terms, unweighted.
+    accuracy: fraction of masked steps whose positive scores highest.
+    code_perplexity / softmax_perplexity: codebook usage, hard choices / averaged softmax,
+        out of G * V.
+    temperature: the Gumbel temperature used.
+    mask_fraction: fraction of real frames that were masked; num_masked: their count.
+    logits: (N, 1 + K) contrastive logits of the masked steps, positive first.
+    projected_context / projected_quantized: (B, T, final_dim) c_t and q_t after their
+        projections. codes: (B, T, G) chosen codebook entries. time_mask: (B, T) bool.
+    """
+
+    loss: Tensor
+    contrastive_loss: Tensor
+    diversity_loss: Tensor
+    feature_penalty: Tensor
+    accuracy: Tensor
+    code_perplexity: Tensor
+    softmax_perplexity: Tensor
+    temperature: float
+    mask_fraction: float
+    num_masked: int
+    logits: Tensor
+    projected_context: Tensor
+    projected_quantized: Tensor
+    codes: Tensor
+    time_mask: Tensor
+    hidden_states: list[Tensor] | None = None
+
+
+class Wav2Vec2ForPreTraining(nn.Module):
+    """wav2vec 2.0 with its self-supervised objective (paper section 3)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.wav2vec2 = Wav2Vec2Model(config)
+        self.dropout_features = nn.Dropout(config.dropout_features)
+        self.quantizer = GumbelVectorQuantizer(config)
+        self.project_q = nn.Linear(config.codevector_dim, config.final_dim)
+        self.project_hid = nn.Linear(config.hidden_size, config.final_dim)
+
+    def set_gumbel_temperature(self, temperature: float) -> None:
+        self.quantizer.set_temperature(temperature)
+
+    def forward(self, waveform: Tensor, attention_mask: Tensor | None = None, time_mask: Tensor | None = None,
+                negative_indices: Tensor | None = None, generator: torch.Generator | None = None,
+                output_hidden_states: bool = False) -> PreTrainingOutput:
+        """waveform X (B, L) -> PreTrainingOutput.
+
+        time_mask: (B, T) bool, the steps to mask; drawn from the config when None.
+        negative_indices: (B, T, K) long indices into the flattened (B * T) quantized
+            targets (see `sample_negatives`); drawn when None.
+        generator: makes the drawn mask and negatives reproducible.
+        """
+        cfg = self.config
+        outputs = self.wav2vec2(waveform, attention_mask, time_mask, output_hidden_states=output_hidden_states,
+                                draw_time_mask=True, generator=generator)
+        batch, steps, _ = outputs.features.shape
+        time_mask = outputs.time_mask
+        if time_mask is None:
+            raise ValueError(f"pretraining needs masked steps, but mask_time_prob={cfg.mask_time_prob}; "
+                             "pass time_mask or set ModelConfig.mask_time_prob > 0")
+        if outputs.frame_mask is not None:
+            time_mask = time_mask & outputs.frame_mask
+        if negative_indices is None:
+            negative_indices = sample_negatives(time_mask, cfg.num_negatives, cfg.cross_sample_negatives, generator)
+
+        quantizer_out = self.quantizer(self.dropout_features(outputs.extract_features), time_mask)
+        quantized = self.project_q(quantizer_out.quantized)  # (B, T, F)
+        context = self.project_hid(outputs.last_hidden_state)  # (B, T, F)
+
+        flat_mask = time_mask.reshape(-1)
+        targets = quantized.reshape(batch * steps, -1)  # (B*T, F)
+        negatives = targets[negative_indices.reshape(batch * steps, -1)[flat_mask]]  # (N, K, F)
+        logits = contrastive_logits(context.reshape(batch * steps, -1)[flat_mask], targets[flat_mask],
+                                    negatives, cfg.logit_temperature)  # (N, 1 + K)
+        num_masked = int(flat_mask.sum())
+        count = max(num_masked, 1)
+        l_m = contrastive_loss(logits) / count
+        num_entries = cfg.num_code_groups * cfg.num_codes_per_group
+        l_d = diversity_loss(quantizer_out.softmax_perplexity, num_entries)
+        penalty = feature_penalty(outputs.features)
+        loss = l_m + cfg.diversity_weight * l_d + cfg.feature_penalty_weight * penalty
+        real_frames = batch * steps if outputs.frame_mask is None else int(outputs.frame_mask.sum())
+        with torch.no_grad():
+            accuracy = (logits.argmax(dim=-1) == 0).float().mean() if num_masked else logits.new_zeros(())
+        return PreTrainingOutput(
+            loss=loss, contrastive_loss=l_m, diversity_loss=l_d, feature_penalty=penalty, accuracy=accuracy,
+            code_perplexity=quantizer_out.code_perplexity, softmax_perplexity=quantizer_out.softmax_perplexity,
+            temperature=self.quantizer.temperature, mask_fraction=num_masked / max(real_frames, 1),
+            num_masked=num_masked, logits=logits, projected_context=context, projected_quantized=quantized,
+            codes=quantizer_out.codes, time_mask=time_mask, hidden_states=outputs.hidden_states,
+        )
+
+
+@dataclass
+class CTCOutput:
+    """logits: (B, T, vocab) per-frame character scores; output_lengths: (B,) real frames;
+    loss: CTC loss when labels were given (reduction from the config)."""
+
+    logits: Tensor
+    output_lengths: Tensor
+    loss: Tensor | None = None
+    hidden_states: list[Tensor] | None = None
+
+
+class Wav2Vec2ForCTC(nn.Module):
+    """The context network with a linear character head, trained with CTC (paper section 4).
+
+    The feature encoder is frozen from the start, as in the paper's fine-tuning; pass
+    `freeze_feature_encoder=False` to train it too.
+    """
+
+    def __init__(self, config: ModelConfig, freeze_feature_encoder: bool = True) -> None:
+        super().__init__()
+        self.config = config
+        self.wav2vec2 = Wav2Vec2Model(config)
+        if freeze_feature_encoder:
+            self.wav2vec2.freeze_feature_encoder()
+        self.dropout = nn.Dropout(config.final_dropout)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size)
+
+    @classmethod
+    def from_pretraining(cls, pretrained: Wav2Vec2ForPreTraining, vocab_size: int,
+                         **config_overrides: object) -> "Wav2Vec2ForCTC":
+        """A CTC model whose encoder starts from `pretrained`'s weights; a fresh head."""
+        values = pretrained.config.to_dict() | {"vocab_size": vocab_size} | dict(config_overrides)
+        model = cls(ModelConfig.from_dict(values))
+        model.wav2vec2.load_state_dict(pretrained.wav2vec2.state_dict())
+        return model
+
+    def forward(self, waveform: Tensor, attention_mask: Tensor | None = None, labels: Tensor | None = None,
+                time_mask: Tensor | None = None, output_hidden_states: bool = False) -> CTCOutput:
+        """waveform (B, L) -> CTCOutput; labels (B, S) token ids, padded with -100."""
+        outputs = self.wav2vec2(waveform, attention_mask, time_mask, output_hidden_states=output_hidden_states)
+        logits = self.lm_head(self.dropout(outputs.last_hidden_state))  # (B, T, vocab)
+        batch, steps, _ = logits.shape
+        if outputs.frame_mask is None:
+            output_lengths = torch.full((batch,), steps, dtype=torch.long, device=logits.device)
+        else:
+            output_lengths = outputs.frame_mask.long().sum(dim=-1)
+        loss = None
+        if labels is not None:
+            loss = self.ctc_loss(logits, output_lengths, labels)
+        return CTCOutput(logits, output_lengths, loss, outputs.hidden_states)
+
+    def ctc_loss(self, logits: Tensor, output_lengths: Tensor, labels: Tensor) -> Tensor:
+        """CTC of logits (B, T, vocab) against labels (B, S) padded with negative ids."""
+        if labels.max() >= self.config.vocab_size:
+            raise ValueError(f"labels contain id {int(labels.max())}, but vocab_size is {self.config.vocab_size}")
+        label_mask = labels >= 0
+        target_lengths = label_mask.sum(dim=-1)
+        log_probs = F.log_softmax(logits, dim=-1, dtype=torch.float32).transpose(0, 1)  # (T, B, vocab)
+        with torch.backends.cudnn.flags(enabled=False):
+            return F.ctc_loss(log_probs, labels.masked_select(label_mask), output_lengths, target_lengths,
+                              blank=self.config.blank_id, reduction=self.config.ctc_loss_reduction,
+                              zero_infinity=self.config.ctc_zero_infinity)
