@@ -1,0 +1,205 @@
+"""Span masking (paper section 3.1) with fairseq's semantics: statistics, padding, edge cases."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from w2v2_lite.masking import apply_mask, span_mask, span_statistics
+
+P, M = 0.065, 10  # the paper's span start probability and span length
+MASK_PROB = P * M  # fairseq's mask_prob = 0.65
+
+
+def _runs(row: torch.Tensor) -> list[int]:
+    """Lengths of the maximal runs of True in a 1-D bool tensor, counted with a plain loop."""
+    runs, current = [], 0
+    for value in row.tolist():
+        if value:
+            current += 1
+        elif current:
+            runs.append(current)
+            current = 0
+    if current:
+        runs.append(current)
+    return runs
+
+
+@pytest.fixture(scope="module")
+def paper_mask() -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    return span_mask((64, 2000), MASK_PROB, M, generator=generator)
+
+
+def test_paper_masked_fraction_is_about_49_percent(paper_mask):
+    fraction = paper_mask.float().mean().item()
+    analytic = 1 - (1 - P) ** M  # each step is masked unless none of the M starts covering it fired
+    assert analytic == pytest.approx(0.4894, abs=1e-3)
+    assert fraction == pytest.approx(0.49, abs=0.015)
+    assert fraction == pytest.approx(analytic, abs=0.015)
+
+
+def test_paper_mean_merged_span_is_about_14_7_frames(paper_mask):
+    runs = [length for row in paper_mask for length in _runs(row)]
+    mean_run = sum(runs) / len(runs)
+    # A run starts at t when t starts a span and none of the M steps before did.
+    analytic = (1 - (1 - P) ** M) / (P * (1 - P) ** M)
+    assert analytic == pytest.approx(14.7, abs=0.1)
+    assert mean_run == pytest.approx(14.7, abs=0.5)
+    assert mean_run == pytest.approx(analytic, abs=0.5)
+
+
+def test_span_statistics_agrees_with_a_loop_count(paper_mask):
+    fraction, mean_run = span_statistics(paper_mask)
+    runs = [length for row in paper_mask for length in _runs(row)]
+    assert fraction == pytest.approx(paper_mask.sum().item() / paper_mask.numel())
+    assert mean_run == pytest.approx(sum(runs) / len(runs))
+
+
+def test_span_statistics_counts_only_real_steps_with_lengths():
+    mask = torch.tensor([[True, True, False, False], [True, False, True, False]])
+    fraction, mean_run = span_statistics(mask, lengths=torch.tensor([2, 4]))
+    assert fraction == pytest.approx(4 / 6)
+    assert mean_run == pytest.approx(4 / 3)
+
+
+def test_spans_overlap_and_merge_into_longer_runs(paper_mask):
+    runs = [length for row in paper_mask for length in _runs(row)]
+    assert max(runs) > M
+    # Away from the end of the utterance no run is shorter than one span.
+    interior = paper_mask[:, : 2000 - M]
+    for row in interior[:8]:
+        padded_runs = _runs(row)[1:-1]  # the first/last may be cut by the window
+        assert min(padded_runs) >= M
+
+
+def test_number_of_spans_follows_fairseq_formula():
+    # With M = 1 every span is a single step, and the starts are drawn without
+    # replacement, so the masked count IS the number of spans: int(mask_prob * T / M + u).
+    generator = torch.Generator().manual_seed(1)
+    mask = span_mask((200, 100), 0.305, 1, generator=generator)  # 30.5 + u -> 30 or 31
+    counts = mask.sum(dim=1)
+    assert set(counts.tolist()) <= {30, 31}
+    assert 60 < (counts == 31).sum().item() < 140  # u ~ U[0, 1): about half round up
+
+
+def test_min_spans_respected_on_short_inputs():
+    generator = torch.Generator().manual_seed(2)
+    # T = 12 gives int(0.65 * 12 / 10 + u) = 0 or 1 spans; min_spans raises it to 2.
+    mask = span_mask((500, 12), MASK_PROB, 4, min_spans=2, generator=generator)
+    counts = mask.sum(dim=1)
+    assert (counts >= 4).all()  # at least one whole span of 4 (two spans may overlap)
+    # With M = 1 the spans are distinct single steps, so the count is exactly min_spans.
+    mask = span_mask((500, 12), 0.01, 1, min_spans=3, generator=generator)
+    assert (mask.sum(dim=1) == 3).all()
+
+
+def test_min_spans_larger_than_the_sequence_masks_within_bounds():
+    generator = torch.Generator().manual_seed(3)
+    mask = span_mask((10, 5), MASK_PROB, M, min_spans=4, generator=generator)
+    assert mask.shape == (10, 5)
+    assert mask.any(dim=1).all()
+
+
+def test_zero_probability_masks_nothing():
+    assert not span_mask((4, 50), 0.0, M).any()
+    assert span_mask((4, 0), MASK_PROB, M).shape == (4, 0)
+
+
+def test_padding_is_never_masked_and_spans_follow_real_length():
+    generator = torch.Generator().manual_seed(4)
+    lengths = torch.tensor([2000, 500, 100, 0])
+    mask = span_mask((4, 2000), MASK_PROB, M, lengths=lengths, generator=generator)
+    for row, length in enumerate(lengths.tolist()):
+        assert not mask[row, length:].any()
+    assert not mask[3].any()
+    # The number of spans follows the real length: with M = 1 the count is int(0.305 * n + u).
+    lengths = torch.tensor([1000, 100, 10])
+    for _ in range(20):
+        mask = span_mask((3, 1000), 0.305, 1, lengths=lengths, generator=generator)
+        counts = mask.sum(dim=1).tolist()
+        assert counts[0] in (305, 306) and counts[1] in (30, 31) and counts[2] in (3, 4)
+        assert not mask[1, 100:].any() and not mask[2, 10:].any()
+
+
+def test_padding_aware_fraction_matches_the_paper_on_the_real_part():
+    generator = torch.Generator().manual_seed(5)
+    lengths = torch.full((64,), 1000)
+    mask = span_mask((64, 2000), MASK_PROB, M, lengths=lengths, generator=generator)
+    fraction, _ = span_statistics(mask, lengths)
+    assert fraction == pytest.approx(0.49, abs=0.02)
+
+
+def test_require_same_masks_gives_equal_counts_per_row():
+    generator = torch.Generator().manual_seed(6)
+    lengths = torch.tensor([300, 250, 120, 300])
+    mask = span_mask((4, 300), MASK_PROB, M, lengths=lengths, require_same_masks=True, generator=generator)
+    counts = mask.sum(dim=1)
+    assert (counts == counts[0]).all() and counts[0] > 0
+    for row, length in enumerate(lengths.tolist()):
+        assert not mask[row, length:].any()
+    # Without it the rows differ (otherwise the flag would be untested).
+    free = span_mask((4, 300), MASK_PROB, M, lengths=lengths, generator=torch.Generator().manual_seed(6))
+    assert len(set(free.sum(dim=1).tolist())) > 1
+
+
+def test_reproducible_with_a_generator():
+    first = span_mask((8, 300), MASK_PROB, M, generator=torch.Generator().manual_seed(7))
+    second = span_mask((8, 300), MASK_PROB, M, generator=torch.Generator().manual_seed(7))
+    other = span_mask((8, 300), MASK_PROB, M, generator=torch.Generator().manual_seed(8))
+    assert torch.equal(first, second)
+    assert not torch.equal(first, other)
+
+
+def test_span_mask_dtype_and_device():
+    mask = span_mask((2, 30), MASK_PROB, M, generator=torch.Generator().manual_seed(0), device="cpu")
+    assert mask.dtype == torch.bool and mask.shape == (2, 30) and mask.device.type == "cpu"
+
+
+def test_apply_mask_replaces_exactly_the_masked_steps():
+    torch.manual_seed(0)
+    x = torch.randn(2, 7, 5)
+    embedding = torch.randn(5)
+    time_mask = torch.zeros(2, 7, dtype=torch.bool)
+    time_mask[0, [1, 2, 5]] = True
+    time_mask[1, [0]] = True
+    out = apply_mask(x, time_mask, embedding)
+    assert out.shape == x.shape
+    for b in range(2):
+        for t in range(7):
+            expected = embedding if time_mask[b, t] else x[b, t]
+            assert torch.equal(out[b, t], expected)
+    assert not torch.equal(x[0, 1], embedding)  # the input was not modified in place
+
+
+def test_apply_mask_zeros_masked_channels_at_every_step():
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 6) + 3.0  # no accidental zeros
+    channel_mask = torch.zeros(2, 6, dtype=torch.bool)
+    channel_mask[0, [0, 3]] = True
+    channel_mask[1, [5]] = True
+    out = apply_mask(x, None, None, channel_mask)
+    for b in range(2):
+        for c in range(6):
+            if channel_mask[b, c]:
+                assert (out[b, :, c] == 0).all()
+            else:
+                assert torch.equal(out[b, :, c], x[b, :, c])
+
+
+def test_apply_mask_time_and_channel_together():
+    x = torch.ones(1, 3, 4)
+    embedding = torch.full((4,), 7.0)
+    time_mask = torch.tensor([[False, True, False]])
+    channel_mask = torch.tensor([[False, False, True, False]])
+    out = apply_mask(x, time_mask, embedding, channel_mask)
+    expected = torch.tensor([[[1.0, 1.0, 0.0, 1.0], [7.0, 7.0, 0.0, 7.0], [1.0, 1.0, 0.0, 1.0]]])
+    assert torch.equal(out, expected)
+
+
+def test_apply_mask_keeps_gradient_to_the_embedding():
+    x = torch.randn(1, 4, 3)
+    embedding = torch.zeros(3, requires_grad=True)
+    time_mask = torch.tensor([[True, False, True, False]])
+    apply_mask(x, time_mask, embedding).sum().backward()
+    assert torch.equal(embedding.grad, torch.full((3,), 2.0))
