@@ -130,7 +130,8 @@ class EncoderOutput:
 
     last_hidden_state: (B, T, D) context vectors C.
     hidden_states: the input of the first layer and the output of each layer, (B, T, D)
-        each, num_layers + 1 in all (for pre-LN the last one is after the final LN).
+        each, num_layers + 1 in all (for pre-LN, before the final LayerNorm that makes
+        last_hidden_state).
     attentions: one (B, H, T, T) weight tensor per layer, when asked for.
     """
 
@@ -176,8 +177,8 @@ class TransformerEncoder(nn.Module):
             x, weights = layer(x, attn_bias, need_weights=output_attentions)
             if attentions is not None and weights is not None:
                 attentions.append(weights)
-        if self.layer_norm_first:
-            x = self.layer_norm(x)
         if hidden_states is not None:
             hidden_states.append(x)
+        if self.layer_norm_first:
+            x = self.layer_norm(x)
         return EncoderOutput(x, hidden_states, attentions)
