@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +20,10 @@ import soundfile
 import torch
 from torch import Tensor
 
+from .corpora import AUDIO_EXTENSIONS  # wav, flac, ogg; defined there so that listing corpora needs no torch
+
 SAMPLE_RATE = 16_000  # the paper's (and LibriSpeech's) sampling rate
 RECEPTIVE_FIELD = 400  # samples one frame of the feature encoder sees (ModelConfig.receptive_field)
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 RAW_EXTENSIONS = (".raw", ".pcm")
 
 # Kaiser-windowed sinc, the parameters of resampy's "kaiser_best" (also offered by
@@ -37,6 +39,7 @@ class AudioError(ValueError):
 
 
 # ---------------------------------------------------------------- resampling
+@lru_cache(maxsize=16)  # one bank per rate pair: building it costs more than filtering a sentence
 def sinc_resample_kernel(orig_freq: int, new_freq: int, lowpass_filter_width: int = LOWPASS_FILTER_WIDTH,
                          rolloff: float = ROLLOFF, beta: float = KAISER_BETA,
                          dtype: torch.dtype = torch.float32) -> tuple[Tensor, int]:
