@@ -45,6 +45,10 @@ test-package:
 test-notebooks:
 	$(PY) -m pytest --nbval-lax notebooks -q -p no:cacheprovider
 
+.PHONY: data
+data: setup  ## the small synthetic corpus the notebooks use (about a minute; a no-op once made)
+	$(PY) -m w2v2_lite.cli make-corpus --preset notebooks --out data/generated/notebooks
+
 bench: setup
 	$(PY) bench/step.py
 

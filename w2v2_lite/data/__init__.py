@@ -2,6 +2,12 @@
 
 - `audio`: `load_audio` (any file -> mono 16 kHz X), `resample`, `save_audio`, `AudioError`
 - `espeak`: `speak` (text -> 16 kHz speech with espeak-ng)
+- `text`: `SentenceGenerator`, the grammar the synthetic corpus speaks
+- `augment`: `add_noise`, `reverberate`, `change_speed`
+- `corpus`: `make_corpus`, `CorpusConfig` (presets `notebooks`, `experiment`)
+- `corpora`: `Utterance`, `read_manifest`, `write_manifest`, `read_librispeech`, `read_librilight`
+- `tokenizer`: `CharTokenizer` (32 symbols, blank at 0)
+- `dataset`: `SpeechDataset`, `LengthBucketSampler`, `Collator`, `Batch`, `speech_dataloader`
 
 Names are loaded from their modules on first use, so `import w2v2_lite.data` is cheap.
 """
@@ -17,13 +23,37 @@ _EXPORTS = {
     "resample": "audio",
     "save_audio": "audio",
     "speak": "espeak",
+    "SentenceGenerator": "text",
+    "add_noise": "augment",
+    "reverberate": "augment",
+    "change_speed": "augment",
+    "CorpusConfig": "corpus",
+    "AugmentConfig": "corpus",
+    "make_corpus": "corpus",
+    "Utterance": "corpora",
+    "read_manifest": "corpora",
+    "write_manifest": "corpora",
+    "read_librispeech": "corpora",
+    "read_librilight": "corpora",
+    "CharTokenizer": "tokenizer",
+    "SpeechDataset": "dataset",
+    "LengthBucketSampler": "dataset",
+    "Collator": "dataset",
+    "Batch": "dataset",
+    "speech_dataloader": "dataset",
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
     from .audio import AudioError, load_audio, resample, save_audio
+    from .augment import add_noise, change_speed, reverberate
+    from .corpora import Utterance, read_librilight, read_librispeech, read_manifest, write_manifest
+    from .corpus import AugmentConfig, CorpusConfig, make_corpus
+    from .dataset import Batch, Collator, LengthBucketSampler, SpeechDataset, speech_dataloader
     from .espeak import speak
+    from .text import SentenceGenerator
+    from .tokenizer import CharTokenizer
 
 
 def __getattr__(name: str) -> Any:
