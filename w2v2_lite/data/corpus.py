@@ -350,6 +350,7 @@ def make_corpus(out: str | os.PathLike, config: CorpusConfig | None = None, work
     from ..progress import ProgressBar
 
     config = config or CorpusConfig.notebooks()
+    config.validate()
     root = Path(out).resolve()
     if is_complete(root, config):
         return json.loads((root / METADATA).read_text())

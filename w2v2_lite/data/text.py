@@ -89,6 +89,12 @@ CONJUNCTIONS = "because although while when after before".split()
 
 PRONOUNS = "he she they we i you".split()
 
+# the words the templates themselves write
+FUNCTION_WORDS = """
+the a an this that every my her his our some many those will doesn't don't couldn't was there and said
+why when where how did
+""".split()
+
 
 def plural(noun: str) -> str:
     """English plural of a noun from `NOUNS`."""
@@ -111,7 +117,7 @@ def vocabulary() -> set[str]:
     words = set(NOUNS) | {plural(n) for n in NOUNS} | set(NAMES) | {n + "'s" for n in NAMES} | set(ADJECTIVES)
     for present, past in TRANSITIVE_VERBS + INTRANSITIVE_VERBS:
         words |= {present, past, third_person(present)}
-    words |= set(ADVERBS) | set(PREPOSITIONS) | set(NUMBERS) | set(CONJUNCTIONS) | set(PRONOUNS)
+    words |= set(FUNCTION_WORDS) | set(ADVERBS) | set(PREPOSITIONS) | set(NUMBERS) | set(CONJUNCTIONS) | set(PRONOUNS)
     words |= {word for time in TIMES for word in time.split()}
     return words
 
