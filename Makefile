@@ -10,7 +10,7 @@ STAMP := $(VENV)/.w2v2-lite-installed
 # pip repeats one warning per package for this machine's unused local indexes; keep the log readable.
 QUIET_PIP := grep -v "is ignored: it is neither a file nor a directory" || true
 
-.PHONY: help setup espeak test test-package test-notebooks book bench lock clean
+.PHONY: help setup espeak test test-package test-notebooks book assets bench lock clean
 
 help:
 	@echo "make setup    create $(VENV) with the pinned versions (requirements.lock) and espeak-ng"
@@ -44,6 +44,35 @@ test-package:
 
 test-notebooks:
 	$(PY) -m pytest --nbval-lax notebooks -q -p no:cacheprovider
+
+# ---------------------------------------------------------------- the book
+# The built book must open offline, so MathJax, RequireJS and the ipywidgets embed
+# manager come from npm (pinned) into .cache/npm and are copied to book/assets/vendor,
+# which _config.yml serves as static files. Both folders are ignored by git.
+NPM_PREFIX := .cache/npm
+VENDOR := book/assets/vendor
+MATHJAX_VERSION := 3.2.2
+HTML_MANAGER_VERSION := 1.0.15
+REQUIREJS_VERSION := 2.3.8
+ASSETS_STAMP := $(VENDOR)/.installed-mathjax-$(MATHJAX_VERSION)-html-manager-$(HTML_MANAGER_VERSION)-requirejs-$(REQUIREJS_VERSION)
+
+assets: $(ASSETS_STAMP)
+
+$(ASSETS_STAMP):
+	@command -v npm >/dev/null || { echo "npm is missing: install Node.js (https://nodejs.org) to build the book"; exit 1; }
+	npm install --prefix $(NPM_PREFIX) --no-audit --no-fund --no-save --ignore-scripts --loglevel=error \
+		mathjax@$(MATHJAX_VERSION) @jupyter-widgets/html-manager@$(HTML_MANAGER_VERSION) requirejs@$(REQUIREJS_VERSION)
+	rm -rf $(VENDOR)
+	mkdir -p $(VENDOR)/mathjax $(VENDOR)/html-manager $(VENDOR)/requirejs
+	cp -R $(NPM_PREFIX)/node_modules/mathjax/es5/. $(VENDOR)/mathjax/
+	cp -R $(NPM_PREFIX)/node_modules/@jupyter-widgets/html-manager/dist/. $(VENDOR)/html-manager/
+	find $(VENDOR) -name "*.map" -delete
+	cp $(NPM_PREFIX)/node_modules/requirejs/require.js $(VENDOR)/requirejs/require.js
+	@touch $@
+
+book: setup data assets
+	$(VENV)/bin/jupyter-book build book
+	$(PY) book/check_offline.py book/_build/html
 
 .PHONY: data
 data: setup  ## the small synthetic corpus the notebooks use (about a minute; a no-op once made)
