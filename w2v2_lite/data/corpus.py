@@ -367,6 +367,8 @@ def make_corpus(out: str | os.PathLike, config: CorpusConfig | None = None, work
             num_samples[index] = make_file(job)
             bar.update()
     else:
+        import torch  # noqa: F401  (imported once here, so that forked workers share it instead of each importing it)
+
         context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
         pool = context.Pool(workers, initializer=ignore_interrupts_in_worker)
         try:
