@@ -1,0 +1,304 @@
+"""Check that the built book loads nothing from the internet.
+
+    python book/check_offline.py book/_build/html            # static scan (run by `make book`)
+    python book/check_offline.py book/_build/html --browser  # also open pages in headless Chromium
+
+The static scan reads every HTML page and lists each resource the browser would fetch on
+its own (scripts, stylesheets, icons, preloads, images, media, iframes, objects, CSS
+`url()` and `@import`) whose address is http(s) or protocol-relative (`//host/...`).
+Plain hyperlinks (`<a href>`) are not requests, so they are allowed. It then follows the
+local stylesheets and scripts the pages use and looks inside them: CSS for remote `url()`
+and `@import`, JavaScript for the addresses of the usual CDNs and trackers.
+
+`--browser` serves the folder on 127.0.0.1, opens pages in headless Chromium with a
+network log, and fails if any request went to another host. It also reports whether
+MathJax typeset the page's equations.
+
+Exit status 0 when nothing leaves the machine, 1 with a list of offenders otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import http.server
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import urlsplit
+
+# Attributes that make the browser fetch something, per tag.
+FETCHING_ATTRIBUTES = {
+    "script": ("src",),
+    "img": ("src", "srcset"),
+    "source": ("src", "srcset"),
+    "iframe": ("src",),
+    "frame": ("src",),
+    "embed": ("src",),
+    "object": ("data",),
+    "video": ("src", "poster"),
+    "audio": ("src",),
+    "track": ("src",),
+    "input": ("src",),
+    "image": ("href", "xlink:href"),  # SVG
+    "use": ("href", "xlink:href"),  # SVG
+}
+# <link rel=...> values that are only metadata; every other rel (stylesheet, icon,
+# preload, modulepreload, prefetch, preconnect, dns-prefetch, manifest...) reaches out.
+NON_FETCHING_LINK_RELS = {"canonical", "alternate", "next", "prev", "author", "license", "help",
+                          "search", "index", "bookmark", "external", "nofollow", "noopener",
+                          "noreferrer", "tag", "first", "last", "up", "me"}
+CSS_URL = re.compile(r"""url\(\s*(['"]?)([^'")\s]+)\1\s*\)|@import\s+(['"])([^'"]+)\3""", re.IGNORECASE)
+# Hosts that serve page assets or track visitors: seeing one inside a script means the
+# script may load from it.
+CDN_HOSTS = re.compile(
+    r"""https?://(?:[a-z0-9-]+\.)*(?:jsdelivr\.net|unpkg\.com|cdnjs\.cloudflare\.com|googleapis\.com|
+    gstatic\.com|googletagmanager\.com|google-analytics\.com|mathjax\.org|plausible\.io|
+    mybinder\.org|hypothes\.is|utteranc\.es|code\.jquery\.com|bootstrapcdn\.com|
+    fontawesome\.com/releases|kit\.fontawesome\.com|thebe\.|binder)[^\s'"`)]*""",
+    re.IGNORECASE | re.VERBOSE,
+)
+# Addresses that a script names but that this book never loads, and why (file suffix ->
+# address prefix -> reason). Anything else a script names on the hosts above is an offender.
+ALLOWED_SCRIPT_MENTIONS = {
+    "html-manager/embed-amd.js": {
+        "https://cdn.jsdelivr.net/npm/": "the default place for third-party widget modules; the page's "
+                                         "data-jupyter-widgets-cdn attribute replaces it (checked per page)",
+    },
+    "mathjax/tex-mml-chtml.js": {
+        "https://cdn.jsdelivr.net/npm/speech-rule-engine@": "the speech rule engine's own default; MathJax "
+                                                            "points it at the local [mathjax]/sre/mathmaps",
+        "https://cdn.jsdelivr.net/npm/sre-mathmaps-ie@": "only for Internet Explorer",
+        "https://cdn.jsdelivr.net/npm/wicked-good-xpath@": "only for browsers without document.evaluate (IE)",
+        "https://www.mathjax.org": "a hyperlink in MathJax's About box",
+    },
+}
+
+
+def is_remote(url: str) -> bool:
+    url = url.strip()
+    return url.lower().startswith(("http://", "https://", "//", "ftp://", "ws://", "wss://"))
+
+
+class PageParser(HTMLParser):
+    """Collects (what, url) for every resource a page fetches, and its local scripts and styles."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.fetched: list[tuple[str, str]] = []
+        self.inline_css: list[str] = []
+        self.widget_cdns: list[str] = []
+        self._in_style = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {name.lower(): (value or "") for name, value in attrs}
+        for name in FETCHING_ATTRIBUTES.get(tag, ()):
+            if name in values:
+                urls = [part.split()[0] for part in values[name].split(",") if part.split()] if name == "srcset" \
+                    else [values[name]]
+                self.fetched += [(f"<{tag} {name}>", url) for url in urls]
+        if tag == "link" and "href" in values:
+            rels = set(values.get("rel", "").lower().split())
+            if not rels or rels - NON_FETCHING_LINK_RELS:
+                self.fetched.append((f"<link rel={values.get('rel', '')!r}>", values["href"]))
+        if tag == "meta" and values.get("http-equiv", "").lower() == "refresh":
+            url = values.get("content", "").partition("url=")[2]
+            if url:
+                self.fetched.append(("<meta refresh>", url))
+        if "style" in values:
+            self.inline_css.append(values["style"])
+        if "data-jupyter-widgets-cdn" in values:
+            self.widget_cdns.append(values["data-jupyter-widgets-cdn"])
+        self._in_style = tag == "style"
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "style":
+            self._in_style = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_style:
+            self.inline_css.append(data)
+
+
+def css_urls(css: str) -> list[str]:
+    return [match.group(2) or match.group(4) for match in CSS_URL.finditer(css)]
+
+
+def local_target(page: Path, url: str, root: Path) -> Path | None:
+    """The file a relative or root-relative URL of `page` names, if it lies in `root`."""
+    path = urlsplit(url).path
+    if not path or urlsplit(url).scheme:
+        return None
+    target = (root / path.lstrip("/")) if path.startswith("/") else (page.parent / path)
+    target = target.resolve()
+    return target if target.is_file() and root.resolve() in target.parents else None
+
+
+def scan_css(path: Path, root: Path, seen: set[Path], offenders: list[str]) -> None:
+    if path in seen:
+        return
+    seen.add(path)
+    for url in css_urls(path.read_text(errors="replace")):
+        if is_remote(url):
+            offenders.append(f"{path.relative_to(root)}: url()/@import {url}")
+        elif url.endswith(".css") and (target := local_target(path, url, root)):
+            scan_css(target, root, seen, offenders)
+
+
+def scan_script(path: Path, root: Path, seen: set[Path], offenders: list[str]) -> None:
+    if path in seen:
+        return
+    seen.add(path)
+    relative = path.relative_to(root).as_posix()
+    allowed = next((prefixes for suffix, prefixes in ALLOWED_SCRIPT_MENTIONS.items()
+                    if relative.endswith(suffix)), {})
+    for match in sorted(set(CDN_HOSTS.findall(path.read_text(errors="replace")))):
+        if not any(match.startswith(prefix) for prefix in allowed):
+            offenders.append(f"{relative}: names {match}")
+
+
+def scan_page(page: Path, root: Path, seen: set[Path], offenders: list[str]) -> None:
+    parser = PageParser()
+    parser.feed(page.read_text(errors="replace"))
+    name = page.relative_to(root)
+    for what, url in parser.fetched:
+        if is_remote(url):
+            offenders.append(f"{name}: {what} {url}")
+        elif target := local_target(page, url, root):
+            if target.suffix == ".css":
+                scan_css(target, root, seen, offenders)
+            elif target.suffix in (".js", ".mjs"):
+                scan_script(target, root, seen, offenders)
+    for css in parser.inline_css:
+        offenders += [f"{name}: inline CSS url() {url}" for url in css_urls(css) if is_remote(url)]
+    offenders += [f"{name}: data-jupyter-widgets-cdn={url}" for url in parser.widget_cdns if is_remote(url)]
+
+
+def static_scan(root: Path) -> list[str]:
+    pages = sorted(root.rglob("*.html"))
+    if not pages:
+        return [f"no HTML pages under {root}: build the book first (make book)"]
+    offenders: list[str] = []
+    seen: set[Path] = set()
+    for page in pages:
+        scan_page(page, root, seen, offenders)
+    print(f"static scan: {len(pages)} pages, {len(seen)} local stylesheets and scripts, "
+          f"{len(offenders)} remote resources")
+    return offenders
+
+
+# ------------------------------------------------------------------ browser check
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run",
+                  "--disable-default-apps", "--disable-extensions", "--metrics-recording-only",
+                  "--disable-domain-reliability", "--disable-client-side-phishing-detection"]
+
+
+def find_chromium() -> str | None:
+    return next((path for name in ("chromium", "chromium-browser", "google-chrome", "chrome")
+                 if (path := shutil.which(name))), None)
+
+
+@contextlib.contextmanager
+def serve(root: Path):
+    handler = functools.partial(QuietHandler, directory=str(root))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}"
+        finally:
+            server.shutdown()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 (the base class's name)
+        pass
+
+
+def requested_urls(net_log: Path, page_site: str) -> tuple[set[str], set[str]]:
+    """(URLs the page requested, URLs Chromium requested for itself) from a network log.
+
+    Every request made on behalf of a page carries that page's site in its network
+    isolation key, whatever host it goes to; the browser's own traffic (component
+    updates, account checks) carries none, so it is told apart and not held against the book.
+    """
+    text = net_log.read_text(errors="replace").rstrip().rstrip(",")
+    if not text.endswith("}"):
+        text += "]}"  # a log cut short when the browser exits: close the event list
+    log = json.loads(text)
+    start_job = log["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"]
+    page, browser = set(), set()
+    for event in log.get("events", []):
+        params = event.get("params") or {}
+        if event.get("type") == start_job and "url" in params:
+            isolation_key = params.get("network_isolation_key", "")
+            (page if page_site in isolation_key else browser).add(params["url"])
+    return page, browser
+
+
+def browser_check(root: Path, pages: list[str], screenshot_dir: Path | None) -> list[str]:
+    chromium = find_chromium()
+    if chromium is None:
+        return ["--browser: no chromium found (apt-get install chromium)"]
+    offenders = []
+    with serve(root) as base, tempfile.TemporaryDirectory() as scratch:
+        for page in pages:
+            url = f"{base}/{page}"
+            net_log = Path(scratch) / "netlog.json"
+            command = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={scratch}/profile",
+                       f"--log-net-log={net_log}", "--net-log-capture-mode=Default",
+                       "--virtual-time-budget=8000", "--window-size=1280,1600"]
+            dom = subprocess.run([*command, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+            from_page, from_browser = requested_urls(net_log, "http://127.0.0.1")
+            local = [u for u in from_page if u.startswith(base + "/") or u.startswith(("data:", "blob:"))]
+            others = sorted(set(from_page) - set(local))
+            offenders += [f"{page}: the page requested {u}" for u in others]
+            typeset = dom.count("<mjx-container")
+            print(f"browser: {page}: {len(local)} local requests, {len(others)} to other hosts; "
+                  f"{typeset} formulas typeset by MathJax; (Chromium's own background requests, "
+                  f"not counted: {len(from_browser)})")
+            net_log.unlink()
+            if screenshot_dir is not None:
+                screenshot_dir.mkdir(parents=True, exist_ok=True)
+                target = screenshot_dir / (page.replace("/", "_").removesuffix(".html") + ".png")
+                subprocess.run([*command, f"--screenshot={target}", url], capture_output=True, timeout=120)
+                print(f"browser: screenshot {target}")
+    return offenders
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("root", type=Path, nargs="?", default=Path("book/_build/html"),
+                        help="the built HTML folder (default: book/_build/html)")
+    parser.add_argument("--browser", action="store_true",
+                        help="also open pages in headless Chromium and log its network requests")
+    parser.add_argument("--pages", nargs="*", default=None,
+                        help="pages for --browser, relative to root (default: every page of the toc)")
+    parser.add_argument("--screenshots", type=Path, default=None, help="with --browser: save PNGs here")
+    args = parser.parse_args()
+
+    root = args.root.resolve()
+    offenders = static_scan(root)
+    if args.browser and root.is_dir():
+        pages = args.pages or sorted(str(p.relative_to(root)) for p in root.rglob("*.html")
+                                     if not p.name.startswith(("genindex", "search")))
+        offenders += browser_check(root, pages, args.screenshots)
+    if offenders:
+        print(f"\n{len(offenders)} resource(s) would be loaded from outside the machine:", file=sys.stderr)
+        for offender in offenders:
+            print(f"  {offender}", file=sys.stderr)
+        return 1
+    print("offline check passed: the book makes no requests to other hosts")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
