@@ -71,6 +71,7 @@ ALLOWED_SCRIPT_MENTIONS = {
     "html-manager/embed-amd.js": {
         "https://cdn.jsdelivr.net/npm/": "the default place for third-party widget modules; the page's "
                                          "data-jupyter-widgets-cdn attribute replaces it (checked per page)",
+        "https://fonts.googleapis.com/css?family=Roboto+Mono": "inside a CSS comment (commented-out @import)",
     },
     "mathjax/tex-mml-chtml.js": {
         "https://cdn.jsdelivr.net/npm/speech-rule-engine@": "the speech rule engine's own default; MathJax "
