@@ -122,6 +122,18 @@ def test_padding_is_never_masked_and_spans_follow_real_length():
         assert not mask[1, 100:].any() and not mask[2, 10:].any()
 
 
+def test_spans_running_past_a_short_real_length_are_cut():
+    # With fewer places than spans, fairseq widens the start range and spans run past the
+    # end of the utterance; they must be cut at the real length, not at the padded one.
+    generator = torch.Generator().manual_seed(9)
+    lengths = torch.tensor([5, 3, 12])
+    for _ in range(20):
+        mask = span_mask((3, 40), MASK_PROB, M, min_spans=2, lengths=lengths, generator=generator)
+        for row, length in enumerate(lengths.tolist()):
+            assert mask[row, :length].any()
+            assert not mask[row, length:].any()
+
+
 def test_padding_aware_fraction_matches_the_paper_on_the_real_part():
     generator = torch.Generator().manual_seed(5)
     lengths = torch.full((64,), 1000)
