@@ -290,7 +290,8 @@ def main() -> int:
     offenders = static_scan(root)
     if args.browser and root.is_dir():
         pages = args.pages or sorted(str(p.relative_to(root)) for p in root.rglob("*.html")
-                                     if not p.name.startswith(("genindex", "search")))
+                                     if not p.name.startswith(("genindex", "search"))
+                                     and not p.relative_to(root).parts[0].startswith("_"))
         offenders += browser_check(root, pages, args.screenshots)
     if offenders:
         print(f"\n{len(offenders)} resource(s) would be loaded from outside the machine:", file=sys.stderr)
