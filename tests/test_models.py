@@ -522,3 +522,20 @@ def test_generator_makes_channel_masking_reproducible():
     torch.manual_seed(2)
     second = model(waveform, generator=torch.Generator().manual_seed(3)).last_hidden_state
     torch.testing.assert_close(first, second)
+
+
+def test_output_lengths_agree_with_num_frames():
+    cfg = ModelConfig.tiny()
+    encoder = Wav2Vec2Model(cfg).feature_encoder
+    samples = torch.tensor([0, 1, 399, 400, 401, 719, 720, 1039, 1040, 16000, 16319, 16320, 32000])
+    assert encoder.output_lengths(samples).tolist() == [cfg.num_frames(int(n)) for n in samples]
+
+
+def test_utterance_shorter_than_the_receptive_field_in_a_batch_stays_finite():
+    torch.manual_seed(0)
+    model = Wav2Vec2ForCTC(_tiny(vocab_size=12)).eval()
+    attention_mask = torch.ones(2, SAMPLES, dtype=torch.long)
+    attention_mask[1, 300:] = 0  # no whole frame: zero real frames
+    out = model(_waveform(), attention_mask, labels=torch.tensor([[1, 2], [3, -100]]))
+    assert out.output_lengths.tolist() == [FRAMES, 0]
+    assert torch.isfinite(out.logits).all() and torch.isfinite(out.loss)
