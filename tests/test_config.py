@@ -199,16 +199,18 @@ def test_from_dict_fills_defaults_for_missing_keys():
     assert ModelConfig.from_dict({"num_layers": 3}) == ModelConfig(num_layers=3)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: validate() only checks codevector_dim % num_code_groups, so 0 and "
-                                       "negative sizes pass and build an empty (or failing) codebook")
 @pytest.mark.parametrize("value", [0, -2])
 def test_codevector_dim_must_be_positive(value):
     with pytest.raises(ValueError, match="codevector_dim"):
         ModelConfig.tiny(codevector_dim=value)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: validate() never checks layer_norm_eps; a negative eps can make "
-                                       "LayerNorm divide by sqrt(var + eps) < 0 -> NaN")
 def test_layer_norm_eps_must_be_non_negative():
     with pytest.raises(ValueError, match="layer_norm_eps"):
         ModelConfig.tiny(layer_norm_eps=-1.0)
+
+
+@pytest.mark.parametrize("field", ["num_layers", "mask_time_length", "num_negatives"])
+def test_sizes_must_be_integers(field):
+    with pytest.raises(ValueError, match=f"ModelConfig.{field}=2.5: must be an integer"):
+        ModelConfig.tiny(**{field: 2.5})

@@ -25,6 +25,10 @@ def paper_conv_layers(channels: int = 512) -> tuple[ConvLayerSpec, ...]:
 
 
 EXTRACTOR_MODES = ("group_norm", "layer_norm")
+INTEGER_FIELDS = ("hidden_size", "num_layers", "num_heads", "ffn_size", "pos_conv_kernel", "pos_conv_groups",
+                  "mask_time_length", "mask_time_min_masks", "mask_channel_length", "mask_channel_min_masks",
+                  "num_code_groups", "num_codes_per_group", "codevector_dim", "final_dim", "num_negatives",
+                  "cross_sample_negatives", "vocab_size", "blank_id")
 CTC_REDUCTIONS = ("sum", "mean")
 
 
@@ -194,9 +198,15 @@ class ModelConfig:
             fail("extractor_mode", f"must be one of {EXTRACTOR_MODES}")
         if self.feature_grad_mult < 0:
             fail("feature_grad_mult", "must be >= 0 (0 freezes the feature encoder)")
+        for name in INTEGER_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                fail(name, f"must be an integer, got {type(value).__name__}")
         for name in ("hidden_size", "num_layers", "num_heads", "ffn_size", "pos_conv_kernel", "pos_conv_groups"):
             if getattr(self, name) < 1:
                 fail(name, "must be a positive integer")
+        if not self.layer_norm_eps > 0:
+            fail("layer_norm_eps", "must be > 0: LayerNorm divides by sqrt(variance + eps)")
         if self.hidden_size % self.num_heads:
             fail("hidden_size", f"must be divisible by num_heads={self.num_heads}")
         if self.hidden_size % self.pos_conv_groups:
@@ -217,6 +227,8 @@ class ModelConfig:
         if self.num_code_groups < 1 or self.num_codes_per_group < 2:
             fail("num_codes_per_group" if self.num_code_groups >= 1 else "num_code_groups",
                  "the quantizer needs G >= 1 groups of V >= 2 entries")
+        if self.codevector_dim < 1:
+            fail("codevector_dim", "must be a positive integer")
         if self.codevector_dim % self.num_code_groups:
             fail("codevector_dim", f"must be divisible by num_code_groups={self.num_code_groups}")
         start, floor, decay = self.gumbel_temperature

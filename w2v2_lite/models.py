@@ -93,7 +93,7 @@ class Wav2Vec2Model(nn.Module):
         channel_mask = None
         if self.training and cfg.mask_channel_prob > 0:
             channel_mask = span_mask((batch, cfg.hidden_size), cfg.mask_channel_prob, cfg.mask_channel_length,
-                                     cfg.mask_channel_min_masks, device=hidden.device)
+                                     cfg.mask_channel_min_masks, generator=generator, device=hidden.device)
         if time_mask is not None:
             if time_mask.shape != (batch, steps):
                 raise ValueError(f"time_mask has shape {tuple(time_mask.shape)}, expected (batch, frames) = "
@@ -185,20 +185,22 @@ class Wav2Vec2ForPreTraining(nn.Module):
         context = self.project_hid(outputs.last_hidden_state)  # (B, T, F)
 
         flat_mask = time_mask.reshape(-1)
+        num_masked = int(flat_mask.sum())
+        if num_masked == 0:
+            raise ValueError("time_mask masks no real frame, so there is nothing to predict; mask at least one "
+                             "step (span_mask with mask_time_min_masks >= 1 guarantees it)")
         targets = quantized.reshape(batch * steps, -1)  # (B*T, F)
         negatives = targets[negative_indices.reshape(batch * steps, -1)[flat_mask]]  # (N, K, F)
         logits = contrastive_logits(context.reshape(batch * steps, -1)[flat_mask], targets[flat_mask],
                                     negatives, cfg.logit_temperature)  # (N, 1 + K)
-        num_masked = int(flat_mask.sum())
-        count = max(num_masked, 1)
-        l_m = contrastive_loss(logits) / count
+        l_m = contrastive_loss(logits) / num_masked
         num_entries = cfg.num_code_groups * cfg.num_codes_per_group
         l_d = diversity_loss(quantizer_out.softmax_perplexity, num_entries)
         penalty = feature_penalty(outputs.features)
         loss = l_m + cfg.diversity_weight * l_d + cfg.feature_penalty_weight * penalty
         real_frames = batch * steps if outputs.frame_mask is None else int(outputs.frame_mask.sum())
         with torch.no_grad():
-            accuracy = (logits.argmax(dim=-1) == 0).float().mean() if num_masked else logits.new_zeros(())
+            accuracy = (logits.argmax(dim=-1) == 0).float().mean()
         return PreTrainingOutput(
             loss=loss, contrastive_loss=l_m, diversity_loss=l_d, feature_penalty=penalty, accuracy=accuracy,
             code_perplexity=quantizer_out.code_perplexity, softmax_perplexity=quantizer_out.softmax_perplexity,

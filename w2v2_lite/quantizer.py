@@ -40,8 +40,9 @@ def codebook_perplexity(probs: Tensor, mask: Tensor | None = None) -> Tensor:
 @dataclass
 class QuantizerOutput:
     """quantized: (B, T, codevector_dim) the vectors Q; codes: (B, T, G) chosen entries;
-    softmax_perplexity / code_perplexity: scalar perplexities of the averaged softmax and
-    of the hard choices over the selected steps; probs: (B, T, G, V) softmax over entries."""
+    softmax_perplexity / code_perplexity: scalar perplexities, over the selected steps, of
+    the averaged softmax and of the best-scoring entries (without Gumbel noise, as in
+    fairseq); probs: (B, T, G, V) softmax over entries."""
 
     quantized: Tensor
     codes: Tensor
@@ -93,6 +94,7 @@ class GumbelVectorQuantizer(nn.Module):
             quantized=quantized,
             codes=one_hot.argmax(dim=-1).view(batch, steps, groups),
             softmax_perplexity=codebook_perplexity(probs, flat_mask),
-            code_perplexity=codebook_perplexity(one_hot.detach().float(), flat_mask),
+            code_perplexity=codebook_perplexity(F.one_hot(scores.detach().argmax(dim=-1), codes).float()
+                                                .view(batch * steps, groups, codes), flat_mask),
             probs=probs.view(batch, steps, groups, codes),
         )
