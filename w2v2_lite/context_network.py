@@ -151,6 +151,10 @@ class TransformerEncoder(nn.Module):
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.dropout)
         self.layers = nn.ModuleList(TransformerLayer(config) for _ in range(config.num_layers))
+        for module in self.layers.modules():  # BERT-style init, as fairseq's init_bert_params
+            if isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, mean=0.0, std=0.02)
+                nn.init.zeros_(module.bias)
 
     def forward(self, x: Tensor, attention_mask: Tensor | None = None,
                 output_hidden_states: bool = False, output_attentions: bool = False) -> EncoderOutput:

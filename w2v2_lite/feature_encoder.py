@@ -47,6 +47,7 @@ class ConvLayer(nn.Module):
         super().__init__()
         self.kernel, self.stride = kernel, stride
         self.conv = nn.Conv1d(in_channels, out_channels, kernel, stride=stride, bias=bias)
+        nn.init.kaiming_normal_(self.conv.weight)  # fairseq's init; PyTorch's default starts near-silent
         if norm == "group":
             self.norm: nn.Module | None = nn.GroupNorm(out_channels, out_channels, eps=eps, affine=True)
         elif norm == "layer":
