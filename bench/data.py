@@ -9,6 +9,7 @@ tiny model's pretraining-step throughput (forward + backward + Adam, utterances/
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import tempfile
 import time
@@ -68,6 +69,7 @@ def bench_model(config: ModelConfig, steps: int = 5) -> float:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     config = ModelConfig.tiny()
     root = Path(tempfile.mkdtemp(prefix="w2v2-bench-"))
     try:

@@ -17,8 +17,9 @@ Importing the package is cheap: names are loaded from their modules on first use
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -46,9 +47,4 @@ if TYPE_CHECKING:
     from .quantizer import GumbelVectorQuantizer
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'w2v2_lite' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS, globals())

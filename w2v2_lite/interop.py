@@ -29,38 +29,34 @@ from .models import Wav2Vec2ForCTC, Wav2Vec2ForPreTraining, Wav2Vec2Model
 
 Rules = list[tuple[str, str]]
 
-# Regex renames onto w2v2_lite's names for one encoder layer / conv layer; {P} is the
-# prefix of the wav2vec2 body in the source ("wav2vec2." for transformers heads).
-_TRANSFORMERS_RULES: Rules = [
-    (r"feature_extractor\.conv_layers\.(\d+)\.conv\.", r"feature_encoder.conv_layers.\1.conv."),
-    (r"feature_extractor\.conv_layers\.(\d+)\.layer_norm\.", r"feature_encoder.conv_layers.\1.norm."),
-    (r"feature_projection\.", r"feature_projection."),
-    (r"masked_spec_embed$", r"mask_embedding"),
-    (r"encoder\.pos_conv_embed\.conv\.weight_g$", r"encoder.pos_conv.conv.parametrizations.weight.original0"),
-    (r"encoder\.pos_conv_embed\.conv\.weight_v$", r"encoder.pos_conv.conv.parametrizations.weight.original1"),
-    (r"encoder\.pos_conv_embed\.conv\.", r"encoder.pos_conv.conv."),
-    (r"encoder\.layer_norm\.", r"encoder.layer_norm."),
-    (r"encoder\.layers\.(\d+)\.attention\.(\w+_proj)\.", r"encoder.layers.\1.attention.\2."),
-    (r"encoder\.layers\.(\d+)\.layer_norm\.", r"encoder.layers.\1.attention_norm."),
-    (r"encoder\.layers\.(\d+)\.feed_forward\.intermediate_dense\.", r"encoder.layers.\1.feed_forward.intermediate."),
-    (r"encoder\.layers\.(\d+)\.feed_forward\.output_dense\.", r"encoder.layers.\1.feed_forward.output."),
-    (r"encoder\.layers\.(\d+)\.final_layer_norm\.", r"encoder.layers.\1.final_norm."),
-]
 
-_TORCHAUDIO_RULES: Rules = [
-    (r"feature_extractor\.conv_layers\.(\d+)\.conv\.", r"feature_encoder.conv_layers.\1.conv."),
-    (r"feature_extractor\.conv_layers\.(\d+)\.layer_norm\.", r"feature_encoder.conv_layers.\1.norm."),
-    (r"encoder\.feature_projection\.", r"feature_projection."),
-    (r"encoder\.transformer\.pos_conv_embed\.conv\.weight_g$", r"encoder.pos_conv.conv.parametrizations.weight.original0"),
-    (r"encoder\.transformer\.pos_conv_embed\.conv\.weight_v$", r"encoder.pos_conv.conv.parametrizations.weight.original1"),
-    (r"encoder\.transformer\.pos_conv_embed\.conv\.", r"encoder.pos_conv.conv."),
-    (r"encoder\.transformer\.layer_norm\.", r"encoder.layer_norm."),
-    (r"encoder\.transformer\.layers\.(\d+)\.attention\.(\w+_proj)\.", r"encoder.layers.\1.attention.\2."),
-    (r"encoder\.transformer\.layers\.(\d+)\.layer_norm\.", r"encoder.layers.\1.attention_norm."),
-    (r"encoder\.transformer\.layers\.(\d+)\.feed_forward\.intermediate_dense\.", r"encoder.layers.\1.feed_forward.intermediate."),
-    (r"encoder\.transformer\.layers\.(\d+)\.feed_forward\.output_dense\.", r"encoder.layers.\1.feed_forward.output."),
-    (r"encoder\.transformer\.layers\.(\d+)\.final_layer_norm\.", r"encoder.layers.\1.final_norm."),
-]
+def _hf_style_rules(projection: str, transformer: str) -> Rules:
+    """Regex renames onto w2v2_lite's names for the layouts of transformers and torchaudio.
+
+    The two differ only in where the feature projection and the transformer sit:
+    transformers has `feature_projection.` and `encoder.`, torchaudio
+    `encoder.feature_projection.` and `encoder.transformer.`.
+    """
+    t = re.escape(transformer)
+    return [
+        (r"feature_extractor\.conv_layers\.(\d+)\.conv\.", r"feature_encoder.conv_layers.\1.conv."),
+        (r"feature_extractor\.conv_layers\.(\d+)\.layer_norm\.", r"feature_encoder.conv_layers.\1.norm."),
+        (re.escape(projection), "feature_projection."),
+        (r"masked_spec_embed$", "mask_embedding"),
+        (t + r"pos_conv_embed\.conv\.weight_g$", "encoder.pos_conv.conv.parametrizations.weight.original0"),
+        (t + r"pos_conv_embed\.conv\.weight_v$", "encoder.pos_conv.conv.parametrizations.weight.original1"),
+        (t + r"pos_conv_embed\.conv\.", "encoder.pos_conv.conv."),
+        (t + r"layer_norm\.", "encoder.layer_norm."),
+        (t + r"layers\.(\d+)\.attention\.(\w+_proj)\.", r"encoder.layers.\1.attention.\2."),
+        (t + r"layers\.(\d+)\.layer_norm\.", r"encoder.layers.\1.attention_norm."),
+        (t + r"layers\.(\d+)\.feed_forward\.intermediate_dense\.", r"encoder.layers.\1.feed_forward.intermediate."),
+        (t + r"layers\.(\d+)\.feed_forward\.output_dense\.", r"encoder.layers.\1.feed_forward.output."),
+        (t + r"layers\.(\d+)\.final_layer_norm\.", r"encoder.layers.\1.final_norm."),
+    ]
+
+
+_TRANSFORMERS_RULES = _hf_style_rules(projection="feature_projection.", transformer="encoder.")
+_TORCHAUDIO_RULES = _hf_style_rules(projection="encoder.feature_projection.", transformer="encoder.transformer.")
 
 _FAIRSEQ_RULES: Rules = [
     (r"feature_extractor\.conv_layers\.(\d+)\.0\.", r"feature_encoder.conv_layers.\1.conv."),

@@ -14,8 +14,9 @@ Names are loaded from their modules on first use, so `import w2v2_lite.data` is 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
 
 _EXPORTS = {
     "AudioError": "audio",
@@ -56,9 +57,4 @@ if TYPE_CHECKING:
     from .tokenizer import CharTokenizer
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'w2v2_lite.data' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS, globals())
