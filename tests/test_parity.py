@@ -239,6 +239,8 @@ def _fairseq_state_dict(hf_model) -> dict[str, torch.Tensor]:
     ]
     state = {}
     for key, value in hf_model.state_dict().items():
+        if key.startswith("lm_head."):  # the CTC head lives outside the body (w2v_encoder.proj)
+            continue
         for source, target in renames:
             for i in range(max(hf_model.config.num_hidden_layers, len(hf_model.config.conv_dim))):
                 if key.startswith(source.format(i=i)):
@@ -252,13 +254,9 @@ def _fairseq_state_dict(hf_model) -> dict[str, torch.Tensor]:
     return state
 
 
-@pytest.mark.parametrize("name", FAST)
-@torch.no_grad()
-def test_fairseq_checkpoint_import(name, tmp_path):
-    torch.manual_seed(0)
-    reference = transformers.Wav2Vec2ForPreTraining(hf_config(name)).eval()
-    c = reference.config
-    args = argparse.Namespace(  # a legacy fairseq checkpoint pickles its argparse Namespace
+def _fairseq_model_args(c) -> dict:
+    """The fields of fairseq's Wav2Vec2Config that describe a transformers config `c`."""
+    return dict(
         arch="wav2vec2", extractor_mode="layer_norm" if c.feat_extract_norm == "layer" else "default",
         conv_feature_layers=f"[({c.conv_dim[0]}, 10, 5)] + [({c.conv_dim[0]}, 3, 2)] * 4 + [({c.conv_dim[0]},2,2)] * 2",
         conv_bias=c.conv_bias, encoder_embed_dim=c.hidden_size, encoder_layers=c.num_hidden_layers,
@@ -268,6 +266,15 @@ def test_fairseq_checkpoint_import(name, tmp_path):
         latent_groups=c.num_codevector_groups, latent_dim=c.codevector_dim, final_dim=c.proj_codevector_dim,
         num_negatives=c.num_negatives, latent_temp="(2, 0.5, 0.999995)", feature_grad_mult=0.1,
     )
+
+
+@pytest.mark.parametrize("name", FAST)
+@torch.no_grad()
+def test_fairseq_checkpoint_import(name, tmp_path):
+    torch.manual_seed(0)
+    reference = transformers.Wav2Vec2ForPreTraining(hf_config(name)).eval()
+    c = reference.config
+    args = argparse.Namespace(**_fairseq_model_args(c))  # a legacy checkpoint pickles its argparse Namespace
     path = tmp_path / "checkpoint_best.pt"
     torch.save({"args": args, "cfg": None, "model": _fairseq_state_dict(reference)}, path)
 
@@ -283,6 +290,45 @@ def test_fairseq_checkpoint_import(name, tmp_path):
     expected = reference(x, mask_time_indices=mask, sampled_negative_indices=negatives)
     got = ours(x, time_mask=mask, negative_indices=negatives)
     torch.testing.assert_close(got.contrastive_loss * got.num_masked, expected.contrastive_loss, **TOL)
+
+
+class _FakeNode:
+    """Pickles like omegaconf's nodes: a DictConfig keeps `_content`, a value node `_val`."""
+
+    def __init__(self, **state):
+        self.__dict__.update(state)
+
+
+@torch.no_grad()
+def test_fairseq_ctc_checkpoint_with_omegaconf_config_loads_without_omegaconf(tmp_path, monkeypatch):
+    """A fine-tuned (CTC) checkpoint whose cfg pickles omegaconf objects, read with omegaconf absent."""
+    import sys
+    import types
+
+    torch.manual_seed(0)
+    reference = transformers.Wav2Vec2ForCTC(hf_config("tiny-layer-preln", vocab_size=12)).eval()
+    fake = types.ModuleType("omegaconf_stand_in")
+    fake.DictConfig, fake.AnyNode = type("DictConfig", (_FakeNode,), {}), type("AnyNode", (_FakeNode,), {})
+    for cls in (fake.DictConfig, fake.AnyNode):
+        cls.__module__ = "omegaconf_stand_in"
+    monkeypatch.setitem(sys.modules, "omegaconf_stand_in", fake)
+
+    def dict_config(values: dict):
+        return fake.DictConfig(_content={k: fake.AnyNode(_val=v) for k, v in values.items()})
+
+    body = {f"w2v_encoder.w2v_model.{k}": v for k, v in _fairseq_state_dict(reference).items()}
+    body["w2v_encoder.proj.weight"] = reference.lm_head.weight.clone()
+    body["w2v_encoder.proj.bias"] = reference.lm_head.bias.clone()
+    pretraining_cfg = dict_config({"model": dict_config(_fairseq_model_args(reference.config))})
+    cfg = {"model": dict_config({"_name": "wav2vec_ctc", "w2v_args": pretraining_cfg, "final_dropout": 0.0})}
+    path = tmp_path / "wav2vec_ctc.pt"
+    torch.save({"args": None, "cfg": cfg, "model": body}, path)
+    monkeypatch.delitem(sys.modules, "omegaconf_stand_in")  # as on a machine without omegaconf
+
+    ours = load_fairseq_checkpoint(path, trust_checkpoint=True)
+    assert ours.config.vocab_size == 12 and ours.config.layer_norm_first
+    x = waveforms()
+    torch.testing.assert_close(ours(x).logits, reference(x).logits, **TOL)
 
 
 def test_fairseq_loader_rejects_missing_and_foreign_files(tmp_path):
