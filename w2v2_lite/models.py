@@ -177,6 +177,11 @@ class Wav2Vec2ForPreTraining(nn.Module):
                              "pass time_mask or set ModelConfig.mask_time_prob > 0")
         if outputs.frame_mask is not None:
             time_mask = time_mask & outputs.frame_mask
+        flat_mask = time_mask.reshape(-1)
+        num_masked = int(flat_mask.sum())
+        if num_masked == 0:
+            raise ValueError("time_mask masks no real frame, so there is nothing to predict; mask at least one "
+                             "step (span_mask with mask_time_min_masks >= 1 guarantees it)")
         if negative_indices is None:
             negative_indices = sample_negatives(time_mask, cfg.num_negatives, cfg.cross_sample_negatives, generator)
 
@@ -184,11 +189,6 @@ class Wav2Vec2ForPreTraining(nn.Module):
         quantized = self.project_q(quantizer_out.quantized)  # (B, T, F)
         context = self.project_hid(outputs.last_hidden_state)  # (B, T, F)
 
-        flat_mask = time_mask.reshape(-1)
-        num_masked = int(flat_mask.sum())
-        if num_masked == 0:
-            raise ValueError("time_mask masks no real frame, so there is nothing to predict; mask at least one "
-                             "step (span_mask with mask_time_min_masks >= 1 guarantees it)")
         targets = quantized.reshape(batch * steps, -1)  # (B*T, F)
         negatives = targets[negative_indices.reshape(batch * steps, -1)[flat_mask]]  # (N, K, F)
         logits = contrastive_logits(context.reshape(batch * steps, -1)[flat_mask], targets[flat_mask],
