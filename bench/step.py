@@ -56,14 +56,20 @@ def transformers_config(config: ModelConfig):
     )
 
 
-def matmul_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
-    """This machine's fp32 matmul throughput: the best of a few size x size products."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def matmul_peak_gflops(device: torch.device, size: int = 2048, repeats: int = 5) -> float:
+    """The device's fp32 matmul throughput: the best of a few size x size products."""
+    if device.type == "cuda":
+        size, repeats = 8192, 20
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
     a @ b
     best = float("inf")
     for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
         start = time.perf_counter()
         a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
         best = min(best, time.perf_counter() - start)
     return 2 * size ** 3 / best / 1e9
 
@@ -164,7 +170,7 @@ def main() -> None:
     parser.add_argument("--no-memory", action="store_true", help="skip the (slow) CPU memory profile")
     args = parser.parse_args()
     device = torch.device(args.device)
-    peak = matmul_peak_gflops() if device.type == "cpu" else float("nan")
+    peak = matmul_peak_gflops(device)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}; "
           f"fp32 matmul peak {peak:.0f} GFLOP/s")
     for preset in args.configs:
@@ -174,7 +180,7 @@ def main() -> None:
         for name in ("transformers", "w2v2_lite"):
             gflops = r[f"{name}_gflop"] / r[f"{name}_s"]
             memory = f"{r[f'{name}_mb']:8.0f} MiB peak" if f"{name}_mb" in r else ""
-            share = f" ({gflops / peak:.0%} of peak)" if peak == peak else ""
+            share = f" ({gflops / peak:.0%} of peak)"
             print(f"  {name:<13} {r[f'{name}_s'] * 1000:8.0f} ms  {memory}  "
                   f"{r[f'{name}_gflop']:6.1f} GFLOP/step  {gflops:6.1f} GFLOP/s{share}")
         print(f"  ratio (transformers / w2v2_lite): {r['ratio']:.2f}x")
