@@ -111,11 +111,12 @@ def _rename(state: Mapping[str, Tensor], body_rules: Rules, body_prefix: str, bo
             renamed[new_key] = value
     if unknown:
         raise ValueError(f"cannot map {len(unknown)} checkpoint key(s) onto w2v2_lite: {unknown[:8]}")
-    return _fix_weight_norm(renamed)
+    return _match_shapes(renamed)
 
 
-def _fix_weight_norm(state: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Give the positional conv its (g, v) pair, also when the source folded weight norm away."""
+def _match_shapes(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Bring source tensors to w2v2_lite's shapes: the positional conv as a weight-norm (g, v) pair,
+    also when the source folded weight norm away, and the codebook as (G*V, d)."""
     base = [k for k in state if k.endswith("encoder.pos_conv.conv.weight")]
     for key in base:
         weight = state.pop(key)

@@ -268,7 +268,7 @@ class Wav2Vec2ForCTC(nn.Module):
         label_mask = labels >= 0
         target_lengths = label_mask.sum(dim=-1)
         log_probs = F.log_softmax(logits, dim=-1, dtype=torch.float32).transpose(0, 1)  # (T, B, vocab)
-        with torch.backends.cudnn.flags(enabled=False):
+        with torch.backends.cudnn.flags(enabled=False):  # cuDNN's CTC takes other inputs and rounds differently
             return F.ctc_loss(log_probs, labels.masked_select(label_mask), output_lengths, target_lengths,
                               blank=self.config.blank_id, reduction=self.config.ctc_loss_reduction,
                               zero_infinity=self.config.ctc_zero_infinity)

@@ -87,6 +87,8 @@ class GumbelVectorQuantizer(nn.Module):
             one_hot = F.one_hot(scores.argmax(dim=-1), codes).float()
         one_hot = one_hot.view(batch * steps, groups, codes).to(features.dtype)
         flat_mask = None if mask is None else mask.reshape(-1)
+        # Code perplexity counts the best-scoring entries, without Gumbel noise (in eval that is one_hot).
+        best = one_hot if not self.training else F.one_hot(scores.detach().argmax(dim=-1), codes).view_as(one_hot)
         codebooks = self.codevectors.view(groups, codes, -1)  # (G, V, d/G)
         # One matmul per group picks each step's entry; gradients flow into the soft part.
         quantized = torch.einsum("ngv,gvd->ngd", one_hot, codebooks).reshape(batch, steps, -1)
@@ -94,7 +96,6 @@ class GumbelVectorQuantizer(nn.Module):
             quantized=quantized,
             codes=one_hot.argmax(dim=-1).view(batch, steps, groups),
             softmax_perplexity=codebook_perplexity(probs, flat_mask),
-            code_perplexity=codebook_perplexity(F.one_hot(scores.detach().argmax(dim=-1), codes).float()
-                                                .view(batch * steps, groups, codes), flat_mask),
+            code_perplexity=codebook_perplexity(best.detach().float(), flat_mask),
             probs=probs.view(batch, steps, groups, codes),
         )

@@ -380,7 +380,7 @@ def make_corpus(out: str | os.PathLike, config: CorpusConfig | None = None, work
             pool.close()
         except KeyboardInterrupt:
             pool.terminate()
-            print(f"\ninterrupted: finished files are kept; run the same command again to resume", file=sys.stderr)
+            print("\ninterrupted: finished files are kept; run the same command again to resume", file=sys.stderr)
             raise
         finally:
             pool.join()

@@ -14,6 +14,7 @@ accents) is an error that lists it; spell numbers out and strip punctuation firs
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import Tensor
@@ -38,6 +39,11 @@ class CharTokenizer:
     def word_delimiter_id(self) -> int:
         return self.vocabulary.index(WORD_DELIMITER)
 
+    @cached_property
+    def symbol_ids(self) -> dict[str, int]:
+        """Symbol -> id, built once per tokenizer."""
+        return {symbol: i for i, symbol in enumerate(self.vocabulary)}
+
     def __len__(self) -> int:
         return len(self.vocabulary)
 
@@ -56,8 +62,7 @@ class CharTokenizer:
 
     def encode(self, text: str) -> Tensor:
         """Transcript -> ids (S,) long, e.g. 'HI YOU' -> [H, I, |, Y, O, U]."""
-        index = {symbol: i for i, symbol in enumerate(self.vocabulary)}
-        return torch.tensor([index[c] for c in self.normalize(text)], dtype=torch.long)
+        return torch.tensor([self.symbol_ids[c] for c in self.normalize(text)], dtype=torch.long)
 
     def decode(self, ids: Tensor | list[int]) -> str:
         """ids (S,) -> text: special tokens and the padding label -100 are dropped, `|` becomes a space.
