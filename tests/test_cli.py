@@ -59,3 +59,11 @@ def test_ctrl_c_leaves_no_partial_files_and_a_rerun_completes(tmp_path):
         soundfile.read(path)
     subprocess.run(command + ["--quiet"], cwd=ROOT, check=True, timeout=120)
     assert (out / "metadata.json").exists() and not list(out.rglob("*.tmp"))
+
+
+def test_a_folder_holding_another_corpus_is_a_clear_error(tmp_path, capsys):
+    out = tmp_path / "corpus"
+    assert main(["make-corpus", "--out", str(out), "--seed", "1", "--quiet", *SMALL]) == 0
+    assert main(["make-corpus", "--out", str(out), "--seed", "2", "--quiet", *SMALL]) == 2
+    error = capsys.readouterr().err
+    assert str(out) in error and "another config" in error and "delete it" in error

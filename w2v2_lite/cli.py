@@ -27,6 +27,9 @@ def run_make_corpus(args: argparse.Namespace) -> int:
         metadata = make_corpus(args.out, config, workers=args.workers, progress=not args.quiet)
     except KeyboardInterrupt:
         return 130
+    except ValueError as error:  # a bad setting or a folder holding another corpus: the message says what to do
+        print(f"w2v2-lite make-corpus: {error}", file=sys.stderr)
+        return 2
     if not args.quiet:
         for name, split in metadata["splits"].items():
             print(f"{name:>14}: {split['utterances']:5d} utterances, {split['seconds'] / 60:6.1f} min, "

@@ -132,7 +132,9 @@ class CorpusConfig:
             raise ValueError("CorpusConfig.max_sentences must be >= 1")
 
     def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        """Hash of everything that decides the plan: the config and the speaking-rate estimate."""
+        planned_by = dataclasses.asdict(self) | {"seconds_per_character": SECONDS_PER_CHARACTER_AT_1_WPM}
+        return hashlib.sha256(json.dumps(planned_by, sort_keys=True).encode()).hexdigest()[:16]
 
 
 PRESETS = {"notebooks": CorpusConfig.notebooks, "experiment": CorpusConfig.experiment}
