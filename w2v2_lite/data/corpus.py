@@ -14,9 +14,11 @@ Layout of the output folder:
     pretrain.tsv                               fairseq manifests (root, then path<TAB>samples)
     train-10min.{tsv,wrd,ltr,spk}  train-1h.{...}  dev.{...}  test.{...}
     pretrain.spk
-    metadata.json                              seed, config, speakers and durations; written last
+    metadata.json                              seed, config, espeak-ng version, speakers, durations; written last
 
-Everything derives from `config.seed`: the same config gives byte-identical files.
+Everything derives from `config.seed`: the same config and espeak-ng version give
+byte-identical files. An espeak-ng older than 1.51 lacks two of the voices and gets
+stand-ins (`corpus_voices`, with a warning), so its corpus differs.
 Each file is written under a temporary name and renamed (`os.replace`), so Ctrl-C
 never leaves a half-written file; running again skips finished files, and over a
 finished corpus it only checks the manifests (well under a second).
@@ -34,6 +36,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +49,9 @@ TRAIN_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "f1", "f2", "f3", "klatt", "klat
                   "Andy", "Annie", "david", "linda", "john", "steph")
 DEV_VARIANTS = ("m6", "f4", "klatt3")
 TEST_VARIANTS = ("m7", "f5", "klatt4")
+# Stand-ins, best first, for the voices that espeak-ng before 1.51 lacks (the version
+# table is in espeak.py): en-us-nyc by the US accent; david, a low male voice, by others.
+VOICE_SUBSTITUTES = {"en-us-nyc": ("en-us",), "david": ("m8", "Michael")}
 
 # Duration of espeak-ng speech ~ 9.6 * characters / speed (words per minute), within
 # ~10% per sentence. (10.5 left whole corpora 9% short of the requested minutes: measured
@@ -182,13 +188,61 @@ def choose_speakers(rng: random.Random, accents: tuple[str, ...], variants: tupl
             for i in range(count)]
 
 
+def corpus_voices() -> dict[str, tuple[str, ...]]:
+    """The accents and variants of each role that the installed espeak-ng has.
+
+    -> {"train accents", "held-out accents", "train variants", "dev variants", "test variants"}
+    A voice it lacks is replaced, with a warning, by its first stand-in in `VOICE_SUBSTITUTES`
+    that it has and that no other role uses, so held-out voices stay held out (without one,
+    the voice is left out). No randomness: one espeak-ng version always gives the same voices.
+    """
+    from . import espeak
+
+    wanted = {"train accents": TRAIN_ACCENTS, "held-out accents": HELDOUT_ACCENTS,
+              "train variants": TRAIN_VARIANTS, "dev variants": DEV_VARIANTS, "test variants": TEST_VARIANTS}
+    try:
+        installed = dict(zip(("accents", "variants"), espeak.available_voices()))
+    except RuntimeError:  # no espeak-ng: plan the designed voices; synthesis then says how to install it
+        return wanted
+    chosen: dict[str, tuple[str, ...]] = {}
+    for role, names in wanted.items():
+        kind = role.split()[-1]
+        taken = {name for other, voices in [*wanted.items(), *chosen.items()]
+                 if other != role and other.endswith(kind) for name in voices}
+        kept: list[str] = []
+        for name in names:
+            if name in installed[kind]:
+                kept.append(name)
+                continue
+            stand_ins = VOICE_SUBSTITUTES.get(name, ())
+            substitute = next((s for s in stand_ins if s in installed[kind] and s not in taken), None)
+            if substitute is None:
+                outcome = (f"no stand-in is free ({list(stand_ins)}: missing or another role's), "
+                           f"so the {role} go without it")
+            else:
+                already = substitute in names or substitute in kept
+                outcome = f"the {role} use {substitute!r} instead" + (", which they already have" if already else "")
+                kept.append(substitute)
+            warnings.warn(f"espeak-ng {espeak.installed_version()} has no {kind[:-1]} {name!r}; {outcome}. Corpora "
+                          "made with different espeak-ng versions differ (metadata.json records the version and "
+                          "the speakers); the version table is in w2v2_lite/data/espeak.py", stacklevel=2)
+        if not kept:
+            raise RuntimeError(f"espeak-ng {espeak.installed_version()} has none of the {role} {list(names)}; "
+                               f"install a newer espeak-ng ({espeak.INSTALL_HINT})")
+        chosen[role] = tuple(dict.fromkeys(kept))  # a stand-in the role already has counts once
+    return chosen
+
+
 def plan_speakers(config: CorpusConfig) -> dict[str, list[Speaker]]:
     """Speakers of each group; dev and test share no accent or variant with training."""
     rng = random.Random(f"speakers-{config.seed}")
-    train = choose_speakers(rng, TRAIN_ACCENTS, TRAIN_VARIANTS, config.train_speakers, config)
+    voices = corpus_voices()
+    train = choose_speakers(rng, voices["train accents"], voices["train variants"], config.train_speakers, config)
     return {"pretrain": train, "labelled": train,
-            "dev": choose_speakers(rng, HELDOUT_ACCENTS, DEV_VARIANTS, config.eval_speakers, config),
-            "test": choose_speakers(rng, HELDOUT_ACCENTS, TEST_VARIANTS, config.eval_speakers, config)}
+            "dev": choose_speakers(rng, voices["held-out accents"], voices["dev variants"], config.eval_speakers,
+                                   config),
+            "test": choose_speakers(rng, voices["held-out accents"], voices["test variants"], config.eval_speakers,
+                                    config)}
 
 
 def plan_group(group: str, minutes: float, speakers: list[Speaker], config: CorpusConfig) -> list[PlannedUtterance]:

@@ -4,11 +4,23 @@ espeak-ng is a formant synthesiser (Klatt-style): fast (~150x real time on one c
 deterministic, and offline. A speaker is an accent (`-v en-gb-scotland`), a voice
 variant (`+m3`, `+f2`, `+klatt`, ...), a speed in words per minute (`-s`) and a pitch
 (`-p`, 0-99).
+
+Which voices exist depends on the version. The corpus's voices, from the voice files
+(`espeak-ng-data/lang/gmw/en*`, `espeak-ng-data/voices/!v/*`) at espeak-ng's release tags:
+
+    1.49.2 (2017)  accents en-us en-gb en-gb-x-rp en-gb-x-gbclan en-gb-x-gbcwmd en-gb-scotland
+                   en-029; variants m1-m7 f1-f5 klatt-klatt4 Andy Annie linda john steph
+    1.50   (2019)  adds variant m8 (unused); Ubuntu 22.04's, so Colab's
+    1.51   (2022)  adds accent en-us-nyc, variant david; Debian 12's
+    1.52.0 (2024)  adds none that the corpus uses
+
+`corpus.corpus_voices` replaces what the installed version lacks.
 """
 
 from __future__ import annotations
 
 import io
+import re
 import shutil
 import subprocess
 from functools import lru_cache
@@ -31,6 +43,14 @@ def espeak_binary() -> str:
     if binary is None:
         raise RuntimeError(f"espeak-ng is not installed; the synthetic speech needs it: {INSTALL_HINT}")
     return binary
+
+
+@lru_cache(maxsize=1)
+def installed_version() -> str:
+    """The version of the installed espeak-ng, e.g. "1.51" (from `espeak-ng --version`)."""
+    banner = subprocess.run([espeak_binary(), "--version"], capture_output=True, text=True, check=True).stdout
+    version = re.search(r"\d+(\.\d+)+", banner)  # "eSpeak NG text-to-speech: 1.51  Data at: /usr/..."
+    return version.group() if version else banner.strip()
 
 
 @lru_cache(maxsize=1)
