@@ -133,10 +133,12 @@ def _load(model: nn.Module, state: dict[str, Tensor], source: str) -> nn.Module:
 
     Only the mask embedding may be absent (torchaudio's inference models have none): it
     keeps its fresh initialisation, which matters only if the model is trained further.
+    No reference implementation saves the Gumbel temperature: it starts at the
+    schedule's start, and a training loop that resumes sets it from the update count.
     """
     own = model.state_dict()
     for key in own:
-        if key.endswith("mask_embedding") and key not in state:
+        if key.endswith(("mask_embedding", "quantizer.gumbel_temperature")) and key not in state:
             state[key] = own[key]
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -265,13 +267,50 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def config_from_fairseq(model_cfg: Mapping[str, Any]) -> ModelConfig:
-    """ModelConfig from a fairseq `cfg.model` (or legacy `args`) of a wav2vec 2.0 model."""
+# A fine-tuned (wav2vec_ctc) model overrides these fields of the pretrained body with
+# its own; where its config leaves one out, fairseq's Wav2Vec2AsrConfig default holds.
+# (name in the fine-tuning config, name in the body's config, Wav2Vec2AsrConfig default)
+_FINETUNING_OVERRIDES = (
+    ("dropout", "dropout", 0.0), ("attention_dropout", "attention_dropout", 0.0),
+    ("activation_dropout", "activation_dropout", 0.0), ("dropout_input", "dropout_input", 0.0),
+    ("mask_length", "mask_length", 10), ("mask_prob", "mask_prob", 0.5),
+    ("mask_channel_length", "mask_channel_length", 10), ("mask_channel_prob", "mask_channel_prob", 0.0),
+    ("layerdrop", "encoder_layerdrop", 0.0), ("feature_grad_mult", "feature_grad_mult", 0.0),
+)
+
+
+def _finetuned_body_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The body's config of a fine-tuned model, with the fine-tuning values in force.
+
+    fairseq builds the fine-tuned body from the pretraining config (`w2v_args`) and
+    overrides its dropout, masking, LayerDrop and gradient multiplier with the
+    fine-tuning ones (`Wav2VecEncoder`); without `apply_mask` nothing is masked.
+    """
+    inner = cfg["w2v_args"]
+    inner = inner.get("model", inner) if isinstance(inner, Mapping) else vars(inner)
+    body = dict(inner)
+    for outer_name, body_name, default in _FINETUNING_OVERRIDES:
+        value = cfg.get(outer_name)
+        body[body_name] = default if value is None else value
+    if not cfg.get("apply_mask", False):
+        body["mask_prob"], body["mask_channel_prob"] = 0.0, 0.0
+    body["final_dropout"] = cfg.get("final_dropout", 0.0) or 0.0
+    body["freeze_finetune_updates"] = cfg.get("freeze_finetune_updates", 0) or 0
+    return body
+
+
+def config_from_fairseq(model_cfg: Mapping[str, Any], sentence_avg: bool = True) -> ModelConfig:
+    """ModelConfig from a fairseq `cfg.model` (or legacy `args`) of a wav2vec 2.0 model.
+
+    For a fine-tuned model the architecture comes from its pretraining config and the
+    regularisation (dropout, masking, LayerDrop, gradient multiplier, freezing) from its
+    fine-tuning config, as fairseq does. sentence_avg: the checkpoint's
+    `optimization.sentence_avg`, which decides how its CTC loss was normalised.
+    """
     cfg = dict(model_cfg)
-    if "w2v_args" in cfg and cfg["w2v_args"]:  # fine-tuned model: the body's config is nested
-        inner = cfg["w2v_args"]
-        inner = inner.get("model", inner) if isinstance(inner, Mapping) else vars(inner)
-        cfg = {**inner, **{k: v for k, v in cfg.items() if k in ("final_dropout",)}}
+    finetuned = bool(cfg.get("w2v_args"))
+    if finetuned:
+        cfg = _finetuned_body_config(cfg)
     conv_layers = cfg.get("conv_feature_layers", "[(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512,2,2)] * 2")
     conv_layers = _parse_conv_layers(conv_layers) if isinstance(conv_layers, str) else conv_layers
     get = cfg.get
@@ -294,6 +333,8 @@ def config_from_fairseq(model_cfg: Mapping[str, Any]) -> ModelConfig:
         cross_sample_negatives=get("cross_sample_negatives", 0), logit_temperature=get("logit_temp", 0.1),
         gumbel_temperature=tuple(_parse_tuple(get("latent_temp", (2.0, 0.5, 0.999995)))),
         feature_penalty_weight=0.0 if bool(get("layer_norm_first", False)) else 10.0,
+        final_dropout=get("final_dropout", 0.0), freeze_finetune_updates=int(get("freeze_finetune_updates", 0)),
+        ctc_loss_reduction="sentence" if sentence_avg else "token",
     )
 
 
@@ -335,7 +376,10 @@ def load_fairseq_checkpoint(path: str | Path, trust_checkpoint: bool = False) ->
     model_cfg = cfg.get("model") if isinstance(cfg, Mapping) and cfg.get("model") else _plain(checkpoint.get("args"))
     if not model_cfg:
         raise ValueError(f"{path} holds neither cfg['model'] nor args: cannot tell the architecture")
-    config = config_from_fairseq(model_cfg)
+    optimization = cfg.get("optimization") if isinstance(cfg, Mapping) else None
+    # Hydra checkpoints keep it under optimization; legacy ones in the flat args.
+    sentence_avg = (optimization if isinstance(optimization, Mapping) else model_cfg).get("sentence_avg", True)
+    config = config_from_fairseq(model_cfg, sentence_avg=bool(sentence_avg))
     if any(k.startswith("w2v_encoder.") for k in state):  # fine-tuned for CTC
         vocab = state["w2v_encoder.proj.weight"].shape[0]
         config = ModelConfig.from_dict(config.to_dict() | {"vocab_size": vocab, "blank_id": 0})

@@ -34,6 +34,19 @@ def contrastive_loss(logits: Tensor, reduction: str = "sum") -> Tensor:
     return F.cross_entropy(logits.float(), target, reduction=reduction)
 
 
+def contrastive_accuracy(logits: Tensor) -> Tensor:
+    """Fraction of the N masked steps whose positive (column 0) beats every distractor.
+
+    logits (N, 1 + K) -> scalar. A tie counts as wrong: a collapsed model that gives
+    every candidate the same score sits at 0, not at 1 as `argmax == 0` would report
+    (argmax picks the first of equal values). fairseq counts a step wrong when the
+    positive is both the argmax and the argmin, which agrees except when the positive
+    ties with some, not all, distractors. Distractors set to -inf (equal to the positive,
+    see `contrastive_logits`) are out of the task and never tie.
+    """
+    return (logits[:, 0] > logits[:, 1:].max(dim=-1).values).float().mean()
+
+
 def diversity_loss(perplexity: Tensor, num_entries: int) -> Tensor:
     """L_d = (G V - sum_g exp(H(p_bar_g))) / (G V) (paper eq. 4): 0 when every entry is used.
 

@@ -7,16 +7,17 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import ModelConfig
+from .config import FineTuningConfig, ModelConfig
 from .context_network import TransformerEncoder
 from .feature_encoder import FeatureEncoder, FeatureProjection, scale_gradient, validate_waveform
-from .losses import contrastive_logits, contrastive_loss, diversity_loss, feature_penalty
+from .losses import contrastive_accuracy, contrastive_logits, contrastive_loss, diversity_loss, feature_penalty
 from .masking import apply_mask, span_mask
 from .negatives import sample_negatives
 from .quantizer import GumbelVectorQuantizer
@@ -114,7 +115,8 @@ class PreTrainingOutput:
     contrastive_loss: L_m averaged over the masked steps (x num_masked = the summed loss
         that fairseq and transformers report).
     diversity_loss, feature_penalty: the other two terms, unweighted.
-    accuracy: fraction of masked steps whose positive scores highest.
+    accuracy: fraction of masked steps whose positive scores strictly above every
+        distractor (a tie counts as wrong; see `losses.contrastive_accuracy`).
     code_perplexity / softmax_perplexity: codebook usage, hard choices / averaged softmax,
         out of G * V.
     temperature: the Gumbel temperature used.
@@ -157,6 +159,28 @@ class Wav2Vec2ForPreTraining(nn.Module):
     def set_gumbel_temperature(self, temperature: float) -> None:
         self.quantizer.set_temperature(temperature)
 
+    def _check_long_enough_to_mask(self, waveform: Tensor, attention_mask: Tensor | None) -> None:
+        """Refuse utterances so short that a drawn span mask could hide all of their frames.
+
+        Checked on the lengths, before any work, so the error does not depend on the draw.
+        A `time_mask` passed in is the caller's choice and is not checked.
+        """
+        cfg = self.config
+        validate_waveform(waveform, cfg.receptive_field, attention_mask)
+        samples = [waveform.shape[-1]] if attention_mask is None else attention_mask.long().sum(dim=-1).tolist()
+        # An utterance of no frames (all padding) has nothing to mask and is left alone.
+        shortest = min((int(n) for n in samples if cfg.num_frames(int(n)) > 0), default=None)
+        if shortest is None:
+            return
+        frames = cfg.num_frames(shortest)
+        if frames < cfg.min_pretraining_frames:
+            raise ValueError(
+                f"an utterance of {shortest} samples gives {frames} frames, and with mask_time_prob="
+                f"{cfg.mask_time_prob} and mask_time_length={cfg.mask_time_length} its spans could mask every "
+                f"frame. Pretrain on utterances of at least {cfg.min_pretraining_samples} samples "
+                f"({cfg.min_pretraining_frames} frames): SpeechDataset leaves shorter ones out by default, "
+                "or pass time_mask yourself.")
+
     def forward(self, waveform: Tensor, attention_mask: Tensor | None = None, time_mask: Tensor | None = None,
                 negative_indices: Tensor | None = None, generator: torch.Generator | None = None,
                 output_hidden_states: bool = False) -> PreTrainingOutput:
@@ -168,6 +192,8 @@ class Wav2Vec2ForPreTraining(nn.Module):
         generator: makes the drawn mask and negatives reproducible.
         """
         cfg = self.config
+        if time_mask is None:
+            self._check_long_enough_to_mask(waveform, attention_mask)
         outputs = self.wav2vec2(waveform, attention_mask, time_mask, output_hidden_states=output_hidden_states,
                                 draw_time_mask=True, generator=generator)
         batch, steps, _ = outputs.features.shape
@@ -200,7 +226,7 @@ class Wav2Vec2ForPreTraining(nn.Module):
         loss = l_m + cfg.diversity_weight * l_d + cfg.feature_penalty_weight * penalty
         real_frames = batch * steps if outputs.frame_mask is None else int(outputs.frame_mask.sum())
         with torch.no_grad():
-            accuracy = (logits.argmax(dim=-1) == 0).float().mean()
+            accuracy = contrastive_accuracy(logits)
         return PreTrainingOutput(
             loss=loss, contrastive_loss=l_m, diversity_loss=l_d, feature_penalty=penalty, accuracy=accuracy,
             code_perplexity=quantizer_out.code_perplexity, softmax_perplexity=quantizer_out.softmax_perplexity,
@@ -225,7 +251,10 @@ class Wav2Vec2ForCTC(nn.Module):
     """The context network with a linear character head, trained with CTC (paper section 4).
 
     The feature encoder is frozen from the start, as in the paper's fine-tuning; pass
-    `freeze_feature_encoder=False` to train it too.
+    `freeze_feature_encoder=False` to train it too. For the first
+    `config.freeze_finetune_updates` updates (counted by `set_num_updates`, which the
+    training loop calls) the whole wav2vec 2.0 body runs without gradients, so only the
+    head learns, as in fairseq.
     """
 
     def __init__(self, config: ModelConfig, freeze_feature_encoder: bool = True) -> None:
@@ -236,20 +265,47 @@ class Wav2Vec2ForCTC(nn.Module):
             self.wav2vec2.freeze_feature_encoder()
         self.dropout = nn.Dropout(config.final_dropout)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size)
+        nn.init.xavier_uniform_(self.lm_head.weight)  # fairseq's Linear() for the CTC projection
+        nn.init.zeros_(self.lm_head.bias)
+        self.num_updates = 0
 
     @classmethod
     def from_pretraining(cls, pretrained: Wav2Vec2ForPreTraining, vocab_size: int,
+                         recipe: FineTuningConfig | str | None = "10m",
                          **config_overrides: object) -> "Wav2Vec2ForCTC":
-        """A CTC model whose encoder starts from `pretrained`'s weights; a fresh head."""
-        values = pretrained.config.to_dict() | {"vocab_size": vocab_size} | dict(config_overrides)
+        """A CTC model whose encoder starts from `pretrained`'s weights, with a fresh head.
+
+        recipe: the fine-tuning regularisation to apply, a `FineTuningConfig` or the name
+            of one of fairseq's recipes ("10m", "1h", "10h", "100h"; see
+            `FineTuningConfig.preset`). The default is the 10-minute recipe; None keeps
+            the pretraining values (dropout, masking, gradient multiplier) unchanged.
+        config_overrides: `ModelConfig` fields set last, e.g. `final_dropout=0.1`.
+        """
+        config = pretrained.config
+        if isinstance(recipe, str):
+            recipe = FineTuningConfig.preset(recipe, config)
+        if recipe is not None:
+            config = recipe.apply(config)
+        values = config.to_dict() | {"vocab_size": vocab_size} | dict(config_overrides)
         model = cls(ModelConfig.from_dict(values))
         model.wav2vec2.load_state_dict(pretrained.wav2vec2.state_dict())
         return model
 
+    def set_num_updates(self, num_updates: int) -> None:
+        """Tell the model how many updates have been made (it freezes the body before
+        `config.freeze_finetune_updates`)."""
+        self.num_updates = int(num_updates)
+
+    @property
+    def body_frozen(self) -> bool:
+        """True while only the CTC head trains (`num_updates < freeze_finetune_updates`)."""
+        return self.num_updates < self.config.freeze_finetune_updates
+
     def forward(self, waveform: Tensor, attention_mask: Tensor | None = None, labels: Tensor | None = None,
                 time_mask: Tensor | None = None, output_hidden_states: bool = False) -> CTCOutput:
         """waveform (B, L) -> CTCOutput; labels (B, S) token ids, padded with -100."""
-        outputs = self.wav2vec2(waveform, attention_mask, time_mask, output_hidden_states=output_hidden_states)
+        with torch.no_grad() if self.body_frozen else contextlib.nullcontext():
+            outputs = self.wav2vec2(waveform, attention_mask, time_mask, output_hidden_states=output_hidden_states)
         logits = self.lm_head(self.dropout(outputs.last_hidden_state))  # (B, T, vocab)
         batch, steps, _ = logits.shape
         if outputs.frame_mask is None:
@@ -262,13 +318,25 @@ class Wav2Vec2ForCTC(nn.Module):
         return CTCOutput(logits, output_lengths, loss, outputs.hidden_states)
 
     def ctc_loss(self, logits: Tensor, output_lengths: Tensor, labels: Tensor) -> Tensor:
-        """CTC of logits (B, T, vocab) against labels (B, S) padded with negative ids."""
+        """CTC of logits (B, T, vocab) against labels (B, S) padded with negative ids.
+
+        Normalised as `config.ctc_loss_reduction` says (see `config.CTC_REDUCTIONS`); the
+        default "sentence" is fairseq's: the loss summed over the batch and divided by
+        the number of utterances, so learning rates and gradient clipping carry over
+        from fairseq's recipes.
+        """
         if labels.max() >= self.config.vocab_size:
             raise ValueError(f"labels contain id {int(labels.max())}, but vocab_size is {self.config.vocab_size}")
         label_mask = labels >= 0
         target_lengths = label_mask.sum(dim=-1)
         log_probs = F.log_softmax(logits, dim=-1, dtype=torch.float32).transpose(0, 1)  # (T, B, vocab)
+        reduction = self.config.ctc_loss_reduction
         with torch.backends.cudnn.flags(enabled=False):  # cuDNN's CTC takes other inputs and rounds differently
-            return F.ctc_loss(log_probs, labels.masked_select(label_mask), output_lengths, target_lengths,
-                              blank=self.config.blank_id, reduction=self.config.ctc_loss_reduction,
+            loss = F.ctc_loss(log_probs, labels.masked_select(label_mask), output_lengths, target_lengths,
+                              blank=self.config.blank_id, reduction="mean" if reduction == "mean" else "sum",
                               zero_infinity=self.config.ctc_zero_infinity)
+        if reduction == "sentence":
+            return loss / labels.shape[0]
+        if reduction == "token":
+            return loss / target_lengths.sum().clamp(min=1)
+        return loss

@@ -9,6 +9,7 @@ are concatenated. G = 2, V = 320 gives 102,400 possible codes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -51,11 +52,18 @@ class QuantizerOutput:
     probs: Tensor
 
 
+def _sync_temperature(module: "GumbelVectorQuantizer", incompatible_keys: Any) -> None:
+    """After `load_state_dict`: take the temperature from the loaded buffer."""
+    module._temperature = float(module.gumbel_temperature)
+
+
 class GumbelVectorQuantizer(nn.Module):
     """Gumbel-softmax product quantizer with G groups of V codevectors of size d / G.
 
-    `temperature` is plain state: set it with `set_temperature` (the training loop
-    anneals it with `gumbel_temperature_at`).
+    The Gumbel temperature is a buffer, so it is saved in the state dict and a resumed
+    model goes on at the temperature it had, not at the schedule's start. Set it with
+    `set_temperature` (the training loop anneals it with `gumbel_temperature_at`); read
+    it as the float `temperature`.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -68,12 +76,22 @@ class GumbelVectorQuantizer(nn.Module):
         # (G * V, d / G): row g * V + v is entry v of codebook g.
         self.codevectors = nn.Parameter(torch.empty(self.num_groups * self.num_codes,
                                                     self.codevector_dim // self.num_groups).uniform_())
-        self.temperature = config.gumbel_temperature[0]
+        self.register_buffer("gumbel_temperature", torch.tensor(config.gumbel_temperature[0]))
+        # The same value as a Python float, so that a step reads it without a device sync
+        # and reports exactly what was set; reloaded from the buffer with the state dict.
+        self._temperature = config.gumbel_temperature[0]
+        self.register_load_state_dict_post_hook(_sync_temperature)
+
+    @property
+    def temperature(self) -> float:
+        """The Gumbel temperature tau used in training mode."""
+        return self._temperature
 
     def set_temperature(self, temperature: float) -> None:
-        if temperature <= 0:
+        if not temperature > 0:
             raise ValueError(f"Gumbel temperature must be > 0, got {temperature}")
-        self.temperature = float(temperature)
+        self._temperature = float(temperature)
+        self.gumbel_temperature.fill_(self._temperature)
 
     def forward(self, features: Tensor, mask: Tensor | None = None) -> QuantizerOutput:
         """features Z (B, T, C); mask (B, T) bool: steps over which perplexity is taken."""

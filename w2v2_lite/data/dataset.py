@@ -37,6 +37,12 @@ if TYPE_CHECKING:
     from ..config import ModelConfig
 
 IGNORE_LABEL = -100  # padding of the label matrix; CTC and cross-entropy skip it
+# The shortest utterance to pretrain on: fairseq's `min_sample_size` in its pretraining
+# recipes, 2 s. It lies far above the length below which span masking can hide every
+# frame (`ModelConfig.min_pretraining_samples`, 0.27 s for the paper's masking), and a
+# short utterance would also shorten its whole batch, which `Collator` crops to the
+# shortest utterance for group_norm models.
+PRETRAINING_MIN_SAMPLES = 32_000
 
 
 def crop_offset(num_samples: int, max_samples: int, seed: int, epoch: int, index: int) -> int:
@@ -65,16 +71,22 @@ class SpeechDataset(Dataset):
     tokenizer: give one for labelled data (fine-tuning); None for pretraining.
     max_samples: longer utterances are cropped to a random window (pretraining; the
         paper crops to 250k samples = 15.6 s); None keeps them whole.
-    Utterances shorter than `min_samples` (the receptive field) are left out, with a warning.
+    min_samples: utterances shorter than this are left out, with a warning. By default
+        `PRETRAINING_MIN_SAMPLES` (2 s, fairseq's) without a tokenizer, and the feature
+        encoder's receptive field (400 samples) with one, where every transcript counts.
     """
 
     def __init__(self, utterances: Sequence[Utterance], tokenizer: CharTokenizer | None = None,
-                 max_samples: int | None = None, min_samples: int = RECEPTIVE_FIELD, normalize: bool = True,
+                 max_samples: int | None = None, min_samples: int | None = None, normalize: bool = True,
                  seed: int = 0) -> None:
+        if min_samples is None:
+            min_samples = RECEPTIVE_FIELD if tokenizer is not None else PRETRAINING_MIN_SAMPLES
         kept = [u for u in utterances if u.num_samples >= min_samples]
         if len(kept) < len(utterances):
+            why = {RECEPTIVE_FIELD: "the feature encoder's receptive field",
+                   PRETRAINING_MIN_SAMPLES: "2 s, the shortest utterance to pretrain on"}.get(min_samples, "min_samples")
             warnings.warn(f"left out {len(utterances) - len(kept)} of {len(utterances)} utterances shorter than "
-                          f"{min_samples} samples (the feature encoder's receptive field)", stacklevel=2)
+                          f"{min_samples} samples ({why}); pass min_samples to keep more", stacklevel=2)
         if tokenizer is not None:
             missing = [u.path for u in kept if u.transcript is None]
             if missing:
