@@ -107,3 +107,13 @@ def test_no_voice_left_for_a_role_is_an_error(monkeypatch):
     fake_espeak(monkeypatch, "1.40", ACCENTS_1_50 - set(HELDOUT_ACCENTS), VARIANTS_1_50)
     with pytest.warns(UserWarning), pytest.raises(RuntimeError, match="has none of the held-out accents"):
         corpus_voices()
+
+
+def test_a_corpus_begun_under_one_espeak_is_not_finished_under_another(monkeypatch):
+    """Swapped voices change the fingerprint; the designed ones leave it as it always was."""
+    config = CorpusConfig.notebooks()
+    fake_espeak(monkeypatch, "1.52", ACCENTS_1_50 | {"en-us-nyc"}, VARIANTS_1_50 | {"david"})
+    designed = config.fingerprint()
+    fake_espeak(monkeypatch, "1.50", ACCENTS_1_50, VARIANTS_1_50)
+    with pytest.warns(UserWarning, match="has no"):
+        assert config.fingerprint() != designed

@@ -33,7 +33,6 @@ import multiprocessing
 import os
 import random
 import signal
-import subprocess
 import sys
 import time
 import warnings
@@ -52,6 +51,9 @@ TEST_VARIANTS = ("m7", "f5", "klatt4")
 # Stand-ins, best first, for the voices that espeak-ng before 1.51 lacks (the version
 # table is in espeak.py): en-us-nyc by the US accent; david, a low male voice, by others.
 VOICE_SUBSTITUTES = {"en-us-nyc": ("en-us",), "david": ("m8", "Michael")}
+DESIGNED_VOICES: dict[str, tuple[str, ...]] = {
+    "train accents": TRAIN_ACCENTS, "held-out accents": HELDOUT_ACCENTS,
+    "train variants": TRAIN_VARIANTS, "dev variants": DEV_VARIANTS, "test variants": TEST_VARIANTS}
 
 # Duration of espeak-ng speech ~ 9.6 * characters / speed (words per minute), within
 # ~10% per sentence. (10.5 left whole corpora 9% short of the requested minutes: measured
@@ -138,8 +140,13 @@ class CorpusConfig:
             raise ValueError("CorpusConfig.max_sentences must be >= 1")
 
     def fingerprint(self) -> str:
-        """Hash of everything that decides the plan: the config and the speaking-rate estimate."""
+        """Hash of everything that decides the plan: the config, the speaking-rate estimate,
+        and the voices when an older espeak-ng made us swap some (see `corpus_voices`), so
+        that a corpus begun under one espeak-ng is never finished under another."""
         planned_by = dataclasses.asdict(self) | {"seconds_per_character": SECONDS_PER_CHARACTER_AT_1_WPM}
+        voices = corpus_voices()
+        if voices != DESIGNED_VOICES:  # left out otherwise, so today's corpora keep their fingerprints
+            planned_by["voices"] = voices
         return hashlib.sha256(json.dumps(planned_by, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -198,8 +205,7 @@ def corpus_voices() -> dict[str, tuple[str, ...]]:
     """
     from . import espeak
 
-    wanted = {"train accents": TRAIN_ACCENTS, "held-out accents": HELDOUT_ACCENTS,
-              "train variants": TRAIN_VARIANTS, "dev variants": DEV_VARIANTS, "test variants": TEST_VARIANTS}
+    wanted = DESIGNED_VOICES
     try:
         installed = dict(zip(("accents", "variants"), espeak.available_voices()))
     except RuntimeError:  # no espeak-ng: plan the designed voices; synthesis then says how to install it
@@ -339,9 +345,10 @@ def remove_temporary_files(root: Path) -> None:
 
 # ---------------------------------------------------------------- manifests
 def espeak_version() -> str:
-    from .espeak import espeak_binary
+    """What metadata.json records as the synthesiser, e.g. "espeak-ng 1.51"."""
+    from .espeak import installed_version
 
-    return subprocess.run([espeak_binary(), "--version"], capture_output=True, text=True).stdout.strip()
+    return f"espeak-ng {installed_version()}"
 
 
 def is_complete(root: Path, config: CorpusConfig) -> bool:
