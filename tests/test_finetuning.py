@@ -68,6 +68,16 @@ def test_channel_span_keeps_bases_share_of_the_channels():
             == base_recipe.mask_channel_prob * base.hidden_size / base_recipe.mask_channel_length)
 
 
+def test_a_shorter_run_keeps_the_head_only_share():
+    recipe = FineTuningConfig.preset("10m", ModelConfig.tiny())
+    short = recipe.with_updates(1300)
+    assert (short.max_updates, short.freeze_finetune_updates) == (1300, 1000)
+    assert short.learning_rate == recipe.learning_rate and short.mask_channel_length == 16
+    assert FineTuningConfig.preset("100h", ModelConfig.tiny()).with_updates(500).freeze_finetune_updates == 0
+    with pytest.raises(ValueError, match="max_updates=0"):
+        recipe.with_updates(0)
+
+
 def test_unknown_preset_names_the_choices():
     with pytest.raises(ValueError, match=r"no fine-tuning recipe '5m'.*'10m'"):
         FineTuningConfig.preset("5m", ModelConfig.tiny())
