@@ -88,3 +88,10 @@ lock:
 
 clean:
 	rm -rf book/_build .pytest_cache
+
+# ---------------------------------------------------------------- Colab
+# The repository URL lives in pyproject.toml ([project.urls] Repository); this writes it
+# into every notebook's "Open in Colab" link and the REPO_URL of its set-up cell.
+.PHONY: colab-links
+colab-links:
+	$(PYTHON) tools/colab_links.py
