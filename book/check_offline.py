@@ -1,4 +1,4 @@
-"""Check that the built book loads nothing from the internet.
+"""Check that the built book loads nothing from the internet, and that its pages log no errors.
 
     python book/check_offline.py book/_build/html            # static scan (run by `make book`)
     python book/check_offline.py book/_build/html --browser  # also open pages in headless Chromium
@@ -10,26 +10,35 @@ Plain hyperlinks (`<a href>`) are not requests, so they are allowed. It then fol
 local stylesheets and scripts the pages use and looks inside them: CSS for remote `url()`
 and `@import`, JavaScript for the addresses of the usual CDNs and trackers.
 
-`--browser` serves the folder on 127.0.0.1, opens pages in headless Chromium with a
-network log, and fails if any request went to another host. It also reports whether
-MathJax typeset the page's equations.
+`--browser` serves the folder on 127.0.0.1, opens each page in a fresh headless Chromium
+driven through its DevTools protocol (over a pipe) with a network log, and fails if any
+request went to another host or if the page logged an error to the console: an uncaught
+exception (a script's SyntaxError, say), a console.error or console.assert, or an error
+entry of the browser's own (a resource that failed to load). It also reports how many
+equations MathJax typeset.
 
-Exit status 0 when nothing leaves the machine, 1 with a list of offenders otherwise.
+Exit status 0 when nothing leaves the machine and no page logs an error, 1 with a list of
+offenders otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
+import fcntl
 import functools
 import http.server
 import json
+import os
 import re
+import select
 import shutil
-import subprocess
+import signal
 import sys
 import tempfile
 import threading
+import time
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -202,6 +211,11 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-back
                   "--disable-domain-reliability", "--disable-client-side-phishing-detection"]
 
 
+# From this window width on, the theme's content column is as wide as it gets: code and
+# output blocks show 89 columns of 14 px monospace (76 at 1280 px, with both sidebars).
+SCREENSHOT_WIDTH = 1440
+
+
 def find_chromium() -> str | None:
     return next((path for name in ("chromium", "chromium-browser", "google-chrome", "chrome")
                  if (path := shutil.which(name))), None)
@@ -245,33 +259,186 @@ def requested_urls(net_log: Path, page_site: str) -> tuple[set[str], set[str]]:
     return page, browser
 
 
+class DevTools:
+    """Chromium driven through its DevTools protocol over --remote-debugging-pipe.
+
+    The browser reads commands from its file descriptor 3 and writes replies and events
+    to 4, as JSON messages that each end with a NUL byte; no websocket library is needed.
+    Events of the page's session are kept in `events` as they arrive.
+    """
+
+    def __init__(self, command: list[str]) -> None:
+        to_browser, self._commands = _pipe_above(10)
+        self._replies, from_browser = _pipe_above(10)
+        actions = [(os.POSIX_SPAWN_DUP2, to_browser, 3), (os.POSIX_SPAWN_DUP2, from_browser, 4),
+                   (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                   (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0)]
+        self.pid = os.posix_spawn(command[0], [*command, "--remote-debugging-pipe", "about:blank"],
+                                  os.environ, file_actions=actions)
+        os.close(to_browser)
+        os.close(from_browser)
+        self._buffer = b""
+        self._next_id = 0
+        self.session: str | None = None
+        self.events: list[dict] = []
+
+    def send(self, method: str, params: dict | None = None, timeout: float = 60,
+             session: bool = True) -> dict:
+        """Send one command (to the page's session unless session=False) and wait for its reply."""
+        self._next_id += 1
+        message = {"id": self._next_id, "method": method, "params": params or {}}
+        if session and self.session:
+            message["sessionId"] = self.session
+        os.write(self._commands, json.dumps(message).encode() + b"\0")
+        deadline = time.monotonic() + timeout
+        while True:
+            reply = self._receive(deadline)
+            if reply is None:
+                raise TimeoutError(f"no reply to {method} within {timeout:.0f} s")
+            if reply.get("id") == self._next_id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply.get("result", {})
+
+    def wait_for(self, method: str, timeout: float) -> bool:
+        """Wait for an event of the page's session; True if it came."""
+        deadline = time.monotonic() + timeout
+        while not any(event["method"] == method for event in self.events):
+            if self._receive(deadline) is None:
+                return False
+        return True
+
+    def settle(self, quiet: float, timeout: float) -> None:
+        """Read events until none came for `quiet` seconds, or `timeout` passed."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._receive(min(deadline, time.monotonic() + quiet)) is None:
+                return
+
+    def _receive(self, deadline: float) -> dict | None:
+        """The next message (events of our session are also kept), or None at the deadline."""
+        while b"\0" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self._replies], [], [], left)[0]:
+                return None
+            chunk = os.read(self._replies, 1 << 20)
+            if not chunk:
+                raise RuntimeError("chromium closed its DevTools pipe (it crashed or exited)")
+            self._buffer += chunk
+        raw, self._buffer = self._buffer.split(b"\0", 1)
+        message = json.loads(raw)
+        if "method" in message and message.get("sessionId") == self.session:
+            self.events.append(message)
+        return message
+
+    def close(self) -> None:
+        """Close the browser cleanly (so that it finishes its network log), or kill it."""
+        with contextlib.suppress(Exception):
+            self.send("Browser.close", timeout=10, session=False)
+        for _ in range(100):
+            if os.waitpid(self.pid, os.WNOHANG)[0]:
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+        os.close(self._commands)
+        os.close(self._replies)
+
+
+def _pipe_above(lowest: int) -> tuple[int, int]:
+    """A pipe whose two ends are at `lowest` or above (so that dup2 onto 3 and 4 cannot clash)."""
+    ends = []
+    for fd in os.pipe():
+        ends.append(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, lowest))
+        os.close(fd)
+    return ends[0], ends[1]
+
+
+def console_errors(events: list[dict]) -> list[str]:
+    """What the page logged as an error: uncaught exceptions, console.error/assert, and the
+    browser's own error entries (failed loads, blocked requests)."""
+    errors = []
+    for event in events:
+        params = event.get("params", {})
+        if event["method"] == "Runtime.exceptionThrown":
+            details = params.get("exceptionDetails", {})
+            text = details.get("exception", {}).get("description") or details.get("text", "")
+            where = f"{details.get('url', '')}:{details.get('lineNumber', 0) + 1}"
+            errors.append(f"uncaught {text.splitlines()[0] if text else 'exception'} ({where})")
+        elif event["method"] == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
+            words = [str(arg.get("value", arg.get("description", ""))) for arg in params.get("args", [])]
+            errors.append(f"console.{params['type']}: {' '.join(words)}")
+        elif event["method"] == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
+            entry = params["entry"]
+            errors.append(f"{entry.get('source', 'browser')}: {entry.get('text', '')} {entry.get('url', '')}".strip())
+    return errors
+
+
+def open_page(chromium: str, url: str, scratch: Path, screenshot: Path | None) -> dict:
+    """Load one page in a fresh headless Chromium: its console errors, typeset formulas, requests."""
+    net_log = scratch / "netlog.json"
+    browser = DevTools([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={scratch}/profile",
+                        f"--log-net-log={net_log}", "--net-log-capture-mode=Default",
+                        "--window-size=1280,1600"])
+    problems = []
+    try:
+        target = browser.send("Target.createTarget", {"url": "about:blank"}, session=False)["targetId"]
+        browser.session = browser.send("Target.attachToTarget", {"targetId": target, "flatten": True},
+                                       session=False)["sessionId"]
+        for domain in ("Runtime", "Log", "Page"):
+            browser.send(f"{domain}.enable")
+        browser.send("Page.navigate", {"url": url})
+        if not browser.wait_for("Page.loadEventFired", timeout=60):
+            problems.append("the page did not finish loading within 60 s")
+        # MathJax typesets after the load event; then let late scripts run and log
+        browser.send("Runtime.evaluate", {"awaitPromise": True, "expression":
+                     "window.MathJax?.startup?.promise?.then(() => true) ?? true"}, timeout=60)
+        browser.settle(quiet=1.0, timeout=10)
+        typeset = browser.send("Runtime.evaluate", {"returnByValue": True, "expression":
+                               "document.querySelectorAll('mjx-container').length"})["result"]["value"]
+        if screenshot is not None:  # the whole page: a window as tall as its content
+            height = browser.send("Page.getLayoutMetrics")["cssContentSize"]["height"]
+            browser.send("Emulation.setDeviceMetricsOverride", {
+                "width": SCREENSHOT_WIDTH, "height": min(int(height), 30000), "deviceScaleFactor": 1,
+                "mobile": False})
+            browser.settle(quiet=0.5, timeout=5)
+            shot = browser.send("Page.captureScreenshot", {"format": "png"})
+            screenshot.write_bytes(base64.b64decode(shot["data"]))
+        errors = console_errors(browser.events)
+    finally:
+        browser.close()
+    from_page, from_browser = requested_urls(net_log, "http://127.0.0.1")
+    net_log.unlink()
+    return {"errors": errors, "problems": problems, "typeset": typeset,
+            "from_page": from_page, "from_browser": from_browser}
+
+
 def browser_check(root: Path, pages: list[str], screenshot_dir: Path | None) -> list[str]:
     chromium = find_chromium()
     if chromium is None:
         return ["--browser: no chromium found (apt-get install chromium)"]
     offenders = []
+    total_errors = 0
     with serve(root) as base, tempfile.TemporaryDirectory() as scratch:
         for page in pages:
-            url = f"{base}/{page}"
-            net_log = Path(scratch) / "netlog.json"
-            command = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={scratch}/profile",
-                       f"--log-net-log={net_log}", "--net-log-capture-mode=Default",
-                       "--virtual-time-budget=8000", "--window-size=1280,1600"]
-            dom = subprocess.run([*command, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
-            from_page, from_browser = requested_urls(net_log, "http://127.0.0.1")
-            local = [u for u in from_page if u.startswith(base + "/") or u.startswith(("data:", "blob:"))]
-            others = sorted(set(from_page) - set(local))
-            offenders += [f"{page}: the page requested {u}" for u in others]
-            typeset = dom.count("<mjx-container")
-            print(f"browser: {page}: {len(local)} local requests, {len(others)} to other hosts; "
-                  f"{typeset} formulas typeset by MathJax; (Chromium's own background requests, "
-                  f"not counted: {len(from_browser)})")
-            net_log.unlink()
+            screenshot = None
             if screenshot_dir is not None:
                 screenshot_dir.mkdir(parents=True, exist_ok=True)
-                target = screenshot_dir / (page.replace("/", "_").removesuffix(".html") + ".png")
-                subprocess.run([*command, f"--screenshot={target}", url], capture_output=True, timeout=120)
-                print(f"browser: screenshot {target}")
+                screenshot = screenshot_dir / (page.replace("/", "_").removesuffix(".html") + ".png")
+            seen = open_page(chromium, f"{base}/{page}", Path(scratch), screenshot)
+            local = [u for u in seen["from_page"] if u.startswith(base + "/") or u.startswith(("data:", "blob:"))]
+            others = sorted(set(seen["from_page"]) - set(local))
+            offenders += [f"{page}: the page requested {u}" for u in others]
+            offenders += [f"{page}: console error: {error}" for error in seen["errors"]]
+            offenders += [f"{page}: {problem}" for problem in seen["problems"]]
+            total_errors += len(seen["errors"])
+            print(f"browser: {page}: {len(local)} local requests, {len(others)} to other hosts; "
+                  f"{len(seen['errors'])} console errors; {seen['typeset']} formulas typeset by MathJax; "
+                  f"(Chromium's own background requests, not counted: {len(seen['from_browser'])})")
+            if screenshot is not None:
+                print(f"browser: screenshot {screenshot}")
+    print(f"browser: {len(pages)} pages, {total_errors} console errors")
     return offenders
 
 
@@ -280,7 +447,8 @@ def main() -> int:
     parser.add_argument("root", type=Path, nargs="?", default=Path("book/_build/html"),
                         help="the built HTML folder (default: book/_build/html)")
     parser.add_argument("--browser", action="store_true",
-                        help="also open pages in headless Chromium and log its network requests")
+                        help="also open pages in headless Chromium: log its network requests and "
+                             "the pages' console errors")
     parser.add_argument("--pages", nargs="*", default=None,
                         help="pages for --browser, relative to root (default: every page of the toc)")
     parser.add_argument("--screenshots", type=Path, default=None, help="with --browser: save PNGs here")
@@ -294,11 +462,13 @@ def main() -> int:
                                      and not p.relative_to(root).parts[0].startswith("_"))
         offenders += browser_check(root, pages, args.screenshots)
     if offenders:
-        print(f"\n{len(offenders)} resource(s) would be loaded from outside the machine:", file=sys.stderr)
+        print(f"\n{len(offenders)} problem(s): resources from outside the machine or console errors:",
+              file=sys.stderr)
         for offender in offenders:
             print(f"  {offender}", file=sys.stderr)
         return 1
-    print("offline check passed: the book makes no requests to other hosts")
+    print("offline check passed: the book makes no requests to other hosts"
+          + (" and its pages log no console errors" if args.browser else ""))
     return 0
 
 

@@ -7,8 +7,10 @@ builds it and runs book/check_offline.py on the result).
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,3 +102,50 @@ def test_every_toc_entry_exists():
 def test_notebooks_folder_is_linked_into_the_book():
     link = BOOK / "notebooks"
     assert link.is_symlink() and link.resolve() == (ROOT / "notebooks").resolve()
+
+
+def test_no_thebe_extension_and_otherwise_jupyter_books_defaults():
+    # sphinx-thebe puts `const THEBE_JS_URL = ...` on every page twice under Sphinx 7.4, a
+    # SyntaxError in every page's console; the book has no Thebe, so the extension is left out.
+    extensions = _sphinx_config()["extensions"]
+    assert "sphinx_thebe" not in extensions
+    jupyter_book_config = pytest.importorskip("jupyter_book.config")
+    defaults = jupyter_book_config.get_default_sphinx_config()["extensions"]
+    assert extensions == [name for name in defaults if name != "sphinx_thebe"]
+
+
+def test_pages_need_nothing_that_logs_a_console_error():
+    config = _sphinx_config()
+    assert config["nb_merge_streams"] is True  # one output box per stream of a cell
+    assert config["html_context"]["default_mode"] in ("auto", "light", "dark")
+    icon = BOOK / _config()["html"]["favicon"]
+    assert icon.is_file() and icon.name == "favicon.ico"
+    # html_extra_path copies the icon to the site's root, where browsers look for it
+    assert any((BOOK / folder / "favicon.ico").is_file() for folder in config["html_extra_path"])
+
+
+def test_check_offline_counts_console_errors():
+    # book/check_offline.py --browser fails on these; the events are what Chromium sends
+    sys.path.insert(0, str(BOOK))
+    try:
+        import check_offline
+    finally:
+        sys.path.remove(str(BOOK))
+    events = [
+        {"method": "Runtime.exceptionThrown", "params": {"exceptionDetails": {
+            "text": "Uncaught", "url": "http://127.0.0.1/intro.html", "lineNumber": 61, "exception": {
+                "description": "SyntaxError: Identifier 'THEBE_JS_URL' has already been declared"}}}},
+        {"method": "Runtime.consoleAPICalled", "params": {"type": "error", "args": [{"value": "bad mode"}]}},
+        {"method": "Runtime.consoleAPICalled", "params": {"type": "log", "args": [{"value": "fine"}]}},
+        {"method": "Log.entryAdded", "params": {"entry": {"level": "error", "source": "network",
+                                                          "text": "Failed to load resource: 404",
+                                                          "url": "http://127.0.0.1/favicon.ico"}}},
+        {"method": "Log.entryAdded", "params": {"entry": {"level": "warning", "text": "a warning"}}},
+    ]
+    errors = check_offline.console_errors(events)
+    assert errors == [
+        "uncaught SyntaxError: Identifier 'THEBE_JS_URL' has already been declared "
+        "(http://127.0.0.1/intro.html:62)",
+        "console.error: bad mode",
+        "network: Failed to load resource: 404 http://127.0.0.1/favicon.ico",
+    ]
