@@ -10,6 +10,8 @@ import torch
 from w2v2_lite.losses import contrastive_logits, contrastive_loss, diversity_loss, feature_penalty
 from w2v2_lite.quantizer import codebook_perplexity
 
+from tolerances import assert_close_to_scale
+
 KAPPA = 0.1
 
 
@@ -45,23 +47,21 @@ def test_contrastive_logits_are_cosine_over_kappa(batch):
     logits = contrastive_logits(context, positives, negatives, KAPPA)
     n, k = negatives.shape[:2]
     assert logits.shape == (n, 1 + k)
-    for i in range(n):
-        c = context[i].tolist()
-        assert logits[i, 0].item() == pytest.approx(_cosine(c, positives[i].tolist()) / KAPPA, rel=1e-5)
-        for j in range(k):
-            assert logits[i, 1 + j].item() == pytest.approx(_cosine(c, negatives[i, j].tolist()) / KAPPA, rel=1e-5)
+    expected = [[_cosine(context[i].tolist(), q) / KAPPA for q in [positives[i].tolist()] + negatives[i].tolist()]
+                for i in range(n)]
+    assert_close_to_scale(logits, torch.tensor(expected), 1e-6)  # sim is computed in fp32
 
 
 def test_contrastive_logits_depend_on_kappa(batch):
     context, positives, negatives = batch
-    torch.testing.assert_close(contrastive_logits(context, positives, negatives, 0.5) * 0.5,
-                               contrastive_logits(context, positives, negatives, 1.0))
+    assert_close_to_scale(contrastive_logits(context, positives, negatives, 0.5) * 0.5,
+                          contrastive_logits(context, positives, negatives, 1.0), 1e-6)
 
 
 def test_cosine_ignores_scale(batch):
     context, positives, negatives = batch
-    torch.testing.assert_close(contrastive_logits(3.0 * context, 0.5 * positives, 7.0 * negatives, KAPPA),
-                               contrastive_logits(context, positives, negatives, KAPPA))
+    assert_close_to_scale(contrastive_logits(3.0 * context, 0.5 * positives, 7.0 * negatives, KAPPA),
+                          contrastive_logits(context, positives, negatives, KAPPA), 1e-6)
 
 
 def test_contrastive_loss_matches_equation_3(batch):
@@ -116,7 +116,8 @@ def test_contrastive_logits_computed_in_fp32_from_half_inputs():
     negatives = torch.randn(3, 2, 8, generator=generator)
     logits = contrastive_logits(context.half(), positives.half(), negatives.half(), KAPPA)
     assert logits.dtype == torch.float32
-    torch.testing.assert_close(logits, contrastive_logits(context, positives, negatives, KAPPA), atol=0.05, rtol=0.01)
+    # fp16 keeps ~3 digits of each input (2e-4 of the logits' scale here, measured).
+    assert_close_to_scale(logits, contrastive_logits(context, positives, negatives, KAPPA), 1e-3)
 
 
 def test_contrastive_loss_gradient_pushes_positive_up(batch):
@@ -200,6 +201,6 @@ def test_feature_penalty_is_mean_of_squares():
     generator = torch.Generator().manual_seed(5)
     features = torch.randn(2, 3, 4, generator=generator)
     expected = sum(v * v for v in features.flatten().tolist()) / features.numel()
-    assert feature_penalty(features).item() == pytest.approx(expected, rel=1e-6)
+    assert feature_penalty(features).item() == pytest.approx(expected, rel=1e-5)  # fp32 sum, any order
     assert feature_penalty(features.half()).dtype == torch.float32
     assert feature_penalty(torch.full((1, 2, 2), 3.0)).item() == pytest.approx(9.0)

@@ -1,7 +1,7 @@
 """Equal weights give equal numbers: w2v2_lite against transformers and torchaudio.
 
 Every reference model is randomly initialised, imported with `w2v2_lite.interop`, and
-compared in fp32 within 1e-5: at a tiny size and at the full BASE architecture, for
+compared in fp32 within 1e-5 of each tensor's scale: at a tiny size and at the full BASE architecture, for
 the group_norm / post-LN (BASE) and layer_norm / pre-LN (LARGE) designs.
 """
 
@@ -20,7 +20,9 @@ from w2v2_lite.interop import from_torchaudio, from_transformers, load_fairseq_c
 from w2v2_lite.masking import span_mask  # noqa: E402
 from w2v2_lite.negatives import sample_negatives  # noqa: E402
 
-TOL = dict(rtol=1e-5, atol=1e-5)
+from tolerances import assert_close_to_scale  # noqa: E402
+
+PARITY = 1e-5  # max |ours - reference| <= 1e-5 * max |reference|, for every compared tensor (fp32)
 NO_DROPOUT = dict(hidden_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, feat_proj_dropout=0.0,
                   feat_quantizer_dropout=0.0, final_dropout=0.0, layerdrop=0.0, mask_feature_prob=0.0)
 TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, conv_dim=(32,) * 7,
@@ -65,16 +67,16 @@ def pretraining_pair(request):
 def test_feature_encoder_and_every_hidden_state(pretraining_pair):
     _, reference, ours = pretraining_pair
     x = waveforms()
-    torch.testing.assert_close(ours.wav2vec2.feature_encoder(x),
-                               reference.wav2vec2.feature_extractor(x).transpose(1, 2), **TOL)
+    assert_close_to_scale(ours.wav2vec2.feature_encoder(x), reference.wav2vec2.feature_extractor(x).transpose(1, 2),
+                          PARITY)
     expected = reference.wav2vec2(x, output_hidden_states=True)
     got = ours.wav2vec2(x, output_hidden_states=True)
-    torch.testing.assert_close(got.extract_features, expected.extract_features, **TOL)
-    torch.testing.assert_close(got.last_hidden_state, expected.last_hidden_state, **TOL)
+    assert_close_to_scale(got.extract_features, expected.extract_features, PARITY)
+    assert_close_to_scale(got.last_hidden_state, expected.last_hidden_state, PARITY)
     # The input of the first layer, then the output of every layer.
     assert len(got.hidden_states) == len(expected.hidden_states) == reference.config.num_hidden_layers + 1
     for ours_layer, reference_layer in zip(got.hidden_states, expected.hidden_states):
-        torch.testing.assert_close(ours_layer, reference_layer, **TOL)
+        assert_close_to_scale(ours_layer, reference_layer, PARITY)
 
 
 @torch.no_grad()
@@ -87,18 +89,18 @@ def test_pretraining_outputs_and_loss_for_a_given_mask_and_negatives(pretraining
     expected = reference(x, mask_time_indices=mask, sampled_negative_indices=negatives)
     got = ours(x, time_mask=mask, negative_indices=negatives)
 
-    torch.testing.assert_close(got.projected_context, expected.projected_states, **TOL)
-    torch.testing.assert_close(got.projected_quantized, expected.projected_quantized_states, **TOL)
-    torch.testing.assert_close(got.code_perplexity, expected.codevector_perplexity, **TOL)
+    assert_close_to_scale(got.projected_context, expected.projected_states, PARITY)
+    assert_close_to_scale(got.projected_quantized, expected.projected_quantized_states, PARITY)
+    assert_close_to_scale(got.code_perplexity, expected.codevector_perplexity, PARITY)
     num_masked = int(mask.sum())
     assert got.num_masked == num_masked
-    torch.testing.assert_close(got.contrastive_loss * num_masked, expected.contrastive_loss, **TOL)
+    assert_close_to_scale(got.contrastive_loss * num_masked, expected.contrastive_loss, PARITY)
     # In eval mode transformers measures diversity on the hard codes; w2v2_lite always uses the
     # softmax (the paper's definition) and reports the hard-code perplexity beside it.
     entries = config.num_codevector_groups * config.num_codevectors_per_group
     hard_diversity = (entries - got.code_perplexity) / entries
     total = got.contrastive_loss * num_masked + config.diversity_loss_weight * hard_diversity * num_masked
-    torch.testing.assert_close(total, expected.loss, **TOL)
+    assert_close_to_scale(total, expected.loss, PARITY)
 
 
 def test_training_mode_loss_and_gradients_match(pretraining_pair, monkeypatch):
@@ -125,7 +127,7 @@ def test_training_mode_loss_and_gradients_match(pretraining_pair, monkeypatch):
     try:
         expected = reference(x, mask_time_indices=mask, sampled_negative_indices=negatives)
         got = ours(x, time_mask=mask, negative_indices=negatives)
-        torch.testing.assert_close(got.loss * got.num_masked, expected.loss, **TOL)
+        assert_close_to_scale(got.loss * got.num_masked, expected.loss, PARITY)
         expected.loss.backward()
         (got.loss * got.num_masked).backward()
     finally:
@@ -142,8 +144,7 @@ def test_training_mode_loss_and_gradients_match(pretraining_pair, monkeypatch):
     }
     for label, (mine, theirs) in pairs.items():
         assert mine.grad is not None, label
-        torch.testing.assert_close(mine.grad, theirs.grad.reshape(mine.grad.shape), rtol=1e-4, atol=1e-5,
-                                   msg=lambda m: f"{label}: {m}")
+        assert_close_to_scale(mine.grad, theirs.grad.reshape(mine.grad.shape), PARITY, label)
     ours.zero_grad()
     reference.zero_grad()
 
@@ -162,8 +163,8 @@ def test_ctc_logits_and_loss_with_padding(name):
     labels = torch.tensor([[3, 4, 5, 6, 5], [7, 8, 2, -100, -100], [1, 1, 9, 10, -100]])
     expected = reference(x, attention_mask=attention_mask, labels=labels)
     got = ours(x, attention_mask=attention_mask, labels=labels)
-    torch.testing.assert_close(got.logits, expected.logits, **TOL)
-    torch.testing.assert_close(got.loss, expected.loss, **TOL)
+    assert_close_to_scale(got.logits, expected.logits, PARITY)
+    assert_close_to_scale(got.loss, expected.loss, PARITY)
     assert got.output_lengths.tolist() == [ours.config.num_frames(n) for n in attention_mask.sum(-1).tolist()]
 
 
@@ -198,18 +199,18 @@ def test_torchaudio_encoder_outputs(name):
     x = x * attention_mask
 
     features, _ = reference.feature_extractor(x, None)
-    torch.testing.assert_close(ours.wav2vec2.feature_encoder(x), features, **TOL)
+    assert_close_to_scale(ours.wav2vec2.feature_encoder(x), features, PARITY)
 
     expected_logits, expected_lengths = reference(x, lengths)
     got = ours(x, attention_mask=attention_mask, output_hidden_states=True)
     assert got.output_lengths.tolist() == expected_lengths.tolist()
     real = torch.arange(got.logits.shape[1])[None, :] < expected_lengths[:, None]  # padding differs by design
-    torch.testing.assert_close(got.logits[real], expected_logits[real], **TOL)
+    assert_close_to_scale(got.logits[real], expected_logits[real], PARITY)
 
     layers = reference.extract_features(x, lengths)[0]  # the output of every layer
     assert len(layers) == len(got.hidden_states) - 1
     for ours_layer, reference_layer in zip(got.hidden_states[1:], layers):
-        torch.testing.assert_close(ours_layer[real], reference_layer[real], **TOL)
+        assert_close_to_scale(ours_layer[real], reference_layer[real], PARITY)
 
 
 # -------------------------------------------------------------------- fairseq
@@ -285,11 +286,11 @@ def test_fairseq_checkpoint_import(name, tmp_path):
     x = waveforms()
     expected = reference.wav2vec2(x)
     got = ours.wav2vec2(x)
-    torch.testing.assert_close(got.last_hidden_state, expected.last_hidden_state, **TOL)
+    assert_close_to_scale(got.last_hidden_state, expected.last_hidden_state, PARITY)
     mask, negatives = mask_and_negatives(2, ours.config.num_frames(x.shape[1]), c.num_negatives)
     expected = reference(x, mask_time_indices=mask, sampled_negative_indices=negatives)
     got = ours(x, time_mask=mask, negative_indices=negatives)
-    torch.testing.assert_close(got.contrastive_loss * got.num_masked, expected.contrastive_loss, **TOL)
+    assert_close_to_scale(got.contrastive_loss * got.num_masked, expected.contrastive_loss, PARITY)
 
 
 class _FakeNode:
@@ -328,7 +329,7 @@ def test_fairseq_ctc_checkpoint_with_omegaconf_config_loads_without_omegaconf(tm
     ours = load_fairseq_checkpoint(path, trust_checkpoint=True)
     assert ours.config.vocab_size == 12 and ours.config.layer_norm_first
     x = waveforms()
-    torch.testing.assert_close(ours(x).logits, reference(x).logits, **TOL)
+    assert_close_to_scale(ours(x).logits, reference(x).logits, PARITY)
 
 
 def test_fairseq_loader_rejects_missing_and_foreign_files(tmp_path):

@@ -10,6 +10,8 @@ import torch
 from w2v2_lite.config import ModelConfig
 from w2v2_lite.quantizer import GumbelVectorQuantizer, codebook_perplexity, gumbel_temperature_at
 
+from tolerances import assert_close_to_scale, scaled_difference
+
 
 @pytest.fixture
 def quantizer() -> GumbelVectorQuantizer:
@@ -28,7 +30,7 @@ def test_shapes(quantizer):
     assert out.codes.shape == (2, 9, cfg.num_code_groups)
     assert out.probs.shape == (2, 9, cfg.num_code_groups, cfg.num_codes_per_group)
     assert out.softmax_perplexity.shape == () and out.code_perplexity.shape == ()
-    torch.testing.assert_close(out.probs.sum(dim=-1), torch.ones(2, 9, cfg.num_code_groups))
+    assert_close_to_scale(out.probs.sum(dim=-1), torch.ones(2, 9, cfg.num_code_groups), 1e-6)
 
 
 def test_eval_mode_is_argmax_and_concatenates_chosen_codevectors(quantizer):
@@ -43,7 +45,7 @@ def test_eval_mode_is_argmax_and_concatenates_chosen_codevectors(quantizer):
     for b in range(2):
         for t in range(9):
             chosen = [quantizer.codevectors[g * entries + out.codes[b, t, g]] for g in range(groups)]
-            torch.testing.assert_close(out.quantized[b, t], torch.cat(chosen))
+            assert_close_to_scale(out.quantized[b, t], torch.cat(chosen), 1e-6)
             assert all(len(piece) == size for piece in chosen)
 
 
@@ -63,7 +65,8 @@ def test_train_mode_is_hard_one_hot_with_straight_through_gradients(quantizer):
     for b in range(2):
         for t in range(9):
             chosen = [quantizer.codevectors[g * entries + out.codes[b, t, g]] for g in range(groups)]
-            torch.testing.assert_close(out.quantized[b, t], torch.cat(chosen))
+            # hard - soft.detach() + soft is 1 or 0 up to rounding
+            assert_close_to_scale(out.quantized[b, t], torch.cat(chosen), 1e-6)
     # Gradients reach the scoring layer (straight-through), and the codebook.
     weights = torch.randn_like(out.quantized)
     (out.quantized * weights).sum().backward()
@@ -135,7 +138,7 @@ def test_temperature_shapes_the_straight_through_gradient(quantizer):
         out = quantizer(features)
         out.quantized.pow(2).sum().backward()
         grads.append(quantizer.logits.weight.grad.clone())
-    assert not torch.allclose(grads[0], grads[1])
+    assert scaled_difference(grads[0], grads[1]) > 1e-2
 
 
 @pytest.mark.parametrize("step", [0, 1, 1000, 100_000, 277_258, 277_259, 400_000, 10**7])
@@ -164,9 +167,9 @@ def test_perplexity_is_over_masked_steps_only(quantizer):
     out = quantizer(features, mask)
     probs = out.probs.reshape(20, quantizer.num_groups, quantizer.num_codes)
     selected = probs[mask.reshape(-1)]
-    torch.testing.assert_close(out.softmax_perplexity, codebook_perplexity(selected))
+    assert_close_to_scale(out.softmax_perplexity, codebook_perplexity(selected), 1e-6)
     one_hot = torch.nn.functional.one_hot(out.codes.reshape(20, -1), quantizer.num_codes).float()
-    torch.testing.assert_close(out.code_perplexity, codebook_perplexity(one_hot[mask.reshape(-1)]))
+    assert_close_to_scale(out.code_perplexity, codebook_perplexity(one_hot[mask.reshape(-1)]), 1e-6)
     unmasked = quantizer(features)
     assert out.softmax_perplexity.item() != pytest.approx(unmasked.softmax_perplexity.item(), rel=1e-4)
 
