@@ -95,12 +95,18 @@ def test_same_seed_gives_byte_identical_corpus(corpus, tmp_path):
 
 
 def test_another_seed_gives_another_corpus(tmp_path):
-    make_corpus(tmp_path, CorpusConfig.notebooks(seed=1, pretrain_minutes=0.05, labelled_minutes=(0.05,),
-                                                 dev_minutes=0.05, test_minutes=0.05, train_speakers=2,
-                                                 eval_speakers=1), workers=1, progress=False)
-    assert (tmp_path / "dev.wrd").read_text() != ""
+    small = dict(pretrain_minutes=0.05, labelled_minutes=(0.05,), dev_minutes=0.05, test_minutes=0.05,
+                 train_speakers=2, eval_speakers=1)
+    corpora = {}
+    for seed in (1, 2):
+        make_corpus(tmp_path / str(seed), CorpusConfig.notebooks(seed=seed, **small), workers=1, progress=False)
+        corpora[seed] = corpus_bytes(tmp_path / str(seed))
+    for split in ("train-0.05min", "dev", "test"):  # other sentences, and other audio
+        assert corpora[1][f"{split}.wrd"] != corpora[2][f"{split}.wrd"] != b""
+    audio = {seed: {data for name, data in files.items() if name.endswith(".flac")} for seed, files in corpora.items()}
+    assert audio[1] and audio[2] and not audio[1] & audio[2]
     with pytest.raises(ValueError, match="another config"):
-        make_corpus(tmp_path, TINY, progress=False)
+        make_corpus(tmp_path / "1", TINY, progress=False)
 
 
 def test_resume_completes_an_interrupted_corpus_and_a_finished_one_is_checked_fast(corpus, tmp_path):

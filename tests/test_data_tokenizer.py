@@ -30,3 +30,34 @@ def test_errors_list_the_bad_characters():
         tokenizer.encode("CAFÉ 2 GO!")
     with pytest.raises(ValueError, match="empty transcript"):
         tokenizer.encode("   ")
+
+
+# The order of facebook/wav2vec2-base-960h's vocab.json (and fairseq's dict.ltr.txt after the four
+# special symbols): a CTC head trained on those ids reads garbage if a single symbol moves.
+CHECKPOINT_SYMBOLS = ("<pad>", "<s>", "</s>", "<unk>", "|", "E", "T", "A", "O", "N", "I", "H", "S", "R", "D", "L",
+                      "U", "M", "W", "C", "F", "G", "Y", "P", "B", "V", "K", "'", "X", "J", "Q", "Z")
+
+
+def test_symbol_order_is_that_of_the_released_checkpoints():
+    tokenizer = CharTokenizer()
+    assert tokenizer.vocabulary == CHECKPOINT_SYMBOLS
+    assert tokenizer.symbol_ids == {symbol: i for i, symbol in enumerate(CHECKPOINT_SYMBOLS)}
+    assert tokenizer.word_delimiter_id == 4
+    assert tokenizer.encode("it's a quiz").tolist() == [10, 6, 27, 12, 4, 7, 4, 30, 16, 10, 31]
+
+
+def test_decode_takes_a_list_or_a_tensor_and_keeps_every_letter():
+    tokenizer = CharTokenizer()
+    every_letter = list(range(4, len(CHECKPOINT_SYMBOLS)))
+    expected = "ETAONIHSRDLUMWCFGYPBVK'XJQZ"
+    assert tokenizer.decode(every_letter) == expected
+    assert tokenizer.decode(torch.tensor(every_letter)) == expected
+    assert tokenizer.decode([0, 1, 2, 3]) == "" and tokenizer.decode([]) == ""
+
+
+def test_errors_say_how_to_fix_the_transcript():
+    tokenizer = CharTokenizer()
+    with pytest.raises(ValueError, match="drop the utterance from the labelled set or fix its transcript"):
+        tokenizer.encode("")
+    with pytest.raises(ValueError, match="the vocabulary is A-Z, apostrophe and space: spell out digits"):
+        tokenizer.encode("room 101")

@@ -102,6 +102,20 @@ def test_only_exact_duplicates_are_excluded(batch):
     assert logits[1, 2].item() == pytest.approx(logits[1, 0].item(), rel=1e-6)
 
 
+def test_a_distractor_sharing_only_some_coordinates_with_the_positive_is_kept(batch):
+    # fairseq's rule is (negs == y).all(-1): only an exact copy is left out. A distractor equal
+    # to the positive in all coordinates but one, or in one coordinate only, is a real distractor.
+    context, positives, negatives = batch
+    negatives = negatives.clone()
+    negatives[2, 0] = positives[2]
+    negatives[2, 0, 0] += 1.0  # all but one coordinate
+    negatives[2, 1, 3] = positives[2, 3]  # one coordinate
+    logits = contrastive_logits(context, positives, negatives, KAPPA)
+    assert torch.isfinite(logits).all()
+    expected = [_cosine(context[2].tolist(), q) / KAPPA for q in [positives[2].tolist()] + negatives[2].tolist()]
+    assert_close_to_scale(logits[2], torch.tensor(expected), 1e-6)
+
+
 def test_all_negatives_equal_positive_gives_zero_loss(batch):
     context, positives, _ = batch
     negatives = positives[:, None, :].repeat(1, 4, 1)

@@ -63,6 +63,11 @@ def test_span_statistics_counts_only_real_steps_with_lengths():
     assert mean_run == pytest.approx(4 / 3)
 
 
+def test_span_statistics_of_a_single_step_and_a_single_run():
+    assert span_statistics(torch.tensor([[True]])) == (1.0, 1.0)
+    assert span_statistics(torch.tensor([[False, True, True, False]])) == (0.5, 2.0)
+
+
 def test_spans_overlap_and_merge_into_longer_runs(paper_mask):
     runs = [length for row in paper_mask for length in _runs(row)]
     assert max(runs) > M
@@ -103,6 +108,7 @@ def test_min_spans_larger_than_the_sequence_masks_within_bounds():
 
 def test_zero_probability_masks_nothing():
     assert not span_mask((4, 50), 0.0, M).any()
+    assert not span_mask((4, 50), 0.0, M, min_spans=2).any()  # min_spans applies only when masking
     assert span_mask((4, 0), MASK_PROB, M).shape == (4, 0)
 
 
@@ -134,6 +140,40 @@ def test_spans_running_past_a_short_real_length_are_cut():
             assert not mask[row, length:].any()
 
 
+def test_an_empty_row_does_not_stop_the_rows_after_it():
+    lengths = torch.tensor([0, 100, 0, 80])
+    mask = span_mask((4, 100), MASK_PROB, M, min_spans=1, lengths=lengths, generator=torch.Generator().manual_seed(10))
+    assert mask.any(dim=1).tolist() == [False, True, False, True]
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_span_starts_are_drawn_from_range_t_minus_m(padded):
+    # fairseq's compute_mask_indices (fairseq/data/data_utils.py) draws the starts from
+    # range(T - M) while that leaves more places than spans: a span always fits, so the
+    # last step is never masked. With min_spans=1 and a tiny mask_prob, one span per row.
+    steps, span = 20, 3
+    lengths = torch.full((3000,), steps) if padded else None
+    mask = span_mask((3000, 2 * steps if padded else steps), 0.01, span, min_spans=1, lengths=lengths,
+                     generator=torch.Generator().manual_seed(11))
+    assert (mask.sum(dim=1) == span).all()
+    starts = mask.int().argmax(dim=1)
+    assert set(starts.tolist()) == set(range(steps - span))
+    assert not mask[:, steps - 1:].any()
+
+
+def test_too_few_places_widen_the_start_range_to_one_more_than_the_spans():
+    # T - M = 2 places for 2 spans: fairseq then draws 2 distinct starts from range(3) and
+    # cuts the spans at the end, so each row is one run: starts {0, 1}, {0, 2} or {1, 2}.
+    mask = span_mask((600, 12), 0.01, 10, min_spans=2, generator=torch.Generator().manual_seed(12))
+    runs = set()
+    for row in mask:
+        masked = row.nonzero().squeeze(-1)
+        first, last = masked.min().item(), masked.max().item()
+        assert len(masked) == last - first + 1
+        runs.add((first, last))
+    assert runs == {(0, 10), (0, 11), (1, 11)}
+
+
 def test_padding_aware_fraction_matches_the_paper_on_the_real_part():
     generator = torch.Generator().manual_seed(5)
     lengths = torch.full((64,), 1000)
@@ -153,6 +193,28 @@ def test_require_same_masks_gives_equal_counts_per_row():
     # Without it the rows differ (otherwise the flag would be untested).
     free = span_mask((4, 300), MASK_PROB, M, lengths=lengths, generator=torch.Generator().manual_seed(6))
     assert len(set(free.sum(dim=1).tolist())) > 1
+
+
+def test_require_same_masks_keeps_random_steps_not_the_first_ones():
+    # fairseq trims a row with np.random.choice(mask_idc, min_len, replace=False), so the kept
+    # steps of a long row spread over all of it; keeping the first ones would bunch them at the start.
+    lengths = torch.tensor([400, 40])
+    mean_positions = []
+    for seed in range(20):
+        mask = span_mask((2, 400), MASK_PROB, M, lengths=lengths, require_same_masks=True,
+                         generator=torch.Generator().manual_seed(seed))
+        assert mask[0].sum() == mask[1].sum()
+        mean_positions.append(mask[0].nonzero().float().mean().item())
+    assert sum(mean_positions) / len(mean_positions) > 120  # ~200 for random steps, ~25 for the first ones
+
+
+def test_require_same_masks_is_reproducible_with_a_generator():
+    draws = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        draws.append(span_mask((2, 300), MASK_PROB, M, lengths=torch.tensor([300, 120]), require_same_masks=True,
+                               generator=torch.Generator().manual_seed(13)))
+    assert torch.equal(draws[0], draws[1])
 
 
 def test_reproducible_with_a_generator():
@@ -207,6 +269,14 @@ def test_apply_mask_time_and_channel_together():
     out = apply_mask(x, time_mask, embedding, channel_mask)
     expected = torch.tensor([[[1.0, 1.0, 0.0, 1.0], [7.0, 7.0, 0.0, 7.0], [1.0, 1.0, 0.0, 1.0]]])
     assert torch.equal(out, expected)
+
+
+def test_apply_mask_keeps_the_dtype_of_the_features():
+    x = torch.randn(1, 3, 4).to(torch.bfloat16)
+    embedding = torch.randn(4)  # a float32 parameter, as under mixed precision
+    out = apply_mask(x, torch.tensor([[False, True, False]]), embedding)
+    assert out.dtype == torch.bfloat16
+    assert torch.equal(out[0, 1], embedding.to(torch.bfloat16))
 
 
 def test_apply_mask_keeps_gradient_to_the_embedding():

@@ -192,3 +192,36 @@ def test_collapsed_codebook_gives_code_perplexity_g(quantizer):
     out = quantizer(_features())
     assert (out.codes[..., 0] == 5).all() and (out.codes[..., 1] == 7).all()
     assert out.code_perplexity.item() == pytest.approx(quantizer.num_groups)
+
+
+def test_code_perplexity_in_training_counts_the_noise_free_best_codes(quantizer):
+    # Weak scores, so that the Gumbel noise changes most choices: the codes used in training
+    # (out.codes) then differ from the best-scoring ones, and the perplexity must be the latter's.
+    with torch.no_grad():
+        quantizer.logits.weight.mul_(0.01)
+    features = _features(2, 40)
+    mask = torch.zeros(2, 40, dtype=torch.bool)
+    mask[:, ::3] = True
+    quantizer.eval()
+    best = quantizer(features, mask)
+    quantizer.train()
+    torch.manual_seed(4)
+    trained = quantizer(features, mask)
+    assert (trained.codes != best.codes).float().mean() > 0.5
+    assert_close_to_scale(trained.code_perplexity, best.code_perplexity, 1e-6)
+    sampled = torch.nn.functional.one_hot(trained.codes.reshape(80, -1), quantizer.num_codes).float()
+    assert abs(codebook_perplexity(sampled, mask).item() - trained.code_perplexity.item()) > 1.0
+    assert not trained.code_perplexity.requires_grad
+
+
+def test_scores_start_as_fairseq_initialises_them(quantizer):
+    weight = quantizer.logits.weight  # N(0, 1), bias 0: fairseq's weight_proj
+    assert abs(weight.mean().item()) < 0.02 and abs(weight.std().item() - 1.0) < 0.02
+    assert (quantizer.logits.bias == 0).all()
+
+
+@pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
+def test_quantizer_follows_the_model_dtype(quantizer, training):
+    quantizer.double().train(training)
+    out = quantizer(_features().double())
+    assert out.quantized.dtype == torch.float64
