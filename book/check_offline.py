@@ -375,12 +375,21 @@ def console_errors(events: list[dict]) -> list[str]:
     return errors
 
 
+WINDOW_WIDTH = 1280  # a laptop screen: both sidebars show, and code must still fit beside them
+# The longest line of each code cell or printed output that is wider than its box.
+CUT_OFF_CODE = """
+[...document.querySelectorAll('div.cell div.highlight pre, div.cell div.cell_output pre')]
+  .filter(block => block.scrollWidth > block.clientWidth + 1)
+  .map(block => block.textContent.split('\\n').reduce((a, b) => b.length > a.length ? b : a, ''))
+"""
+
+
 def open_page(chromium: str, url: str, scratch: Path, screenshot: Path | None) -> dict:
     """Load one page in a fresh headless Chromium: its console errors, typeset formulas, requests."""
     net_log = scratch / "netlog.json"
     browser = DevTools([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={scratch}/profile",
                         f"--log-net-log={net_log}", "--net-log-capture-mode=Default",
-                        "--window-size=1280,1600"])
+                        f"--window-size={WINDOW_WIDTH},1600"])
     problems = []
     try:
         target = browser.send("Target.createTarget", {"url": "about:blank"}, session=False)["targetId"]
@@ -397,6 +406,9 @@ def open_page(chromium: str, url: str, scratch: Path, screenshot: Path | None) -
         browser.settle(quiet=1.0, timeout=10)
         typeset = browser.send("Runtime.evaluate", {"returnByValue": True, "expression":
                                "document.querySelectorAll('mjx-container').length"})["result"]["value"]
+        cut_off = browser.send("Runtime.evaluate", {"returnByValue": True, "expression": CUT_OFF_CODE})
+        problems += [f"at {WINDOW_WIDTH} px a code block scrolls sideways, its longest line cut: {line!r}"
+                     for line in cut_off["result"]["value"]]
         if screenshot is not None:  # the whole page: a window as tall as its content
             height = browser.send("Page.getLayoutMetrics")["cssContentSize"]["height"]
             browser.send("Emulation.setDeviceMetricsOverride", {
