@@ -29,10 +29,14 @@ def _sphinx_config() -> dict:
 def test_static_path_is_the_vendor_folder_and_not_underscore_static():
     # jupyter-book adds every .js and .css under book/_static to every page, so the
     # vendored libraries must live elsewhere.
-    static = _sphinx_config()["html_static_path"]
-    assert static == ["assets/vendor"]
+    config = _sphinx_config()
+    assert config["html_static_path"] == ["assets/vendor", "assets/css"]
     assert not (BOOK / "_static").exists()
     assert "book/assets/vendor/" in (ROOT / ".gitignore").read_text().splitlines()
+    # The one stylesheet of our own is tracked and named in the config.
+    assert config["html_css_files"] == ["w2v2-lite.css"]
+    assert (BOOK / "assets" / "css" / "w2v2-lite.css").is_file()
+    assert not list((BOOK / "assets" / "css").glob("*.js"))
 
 
 def test_mathjax_is_served_locally():
