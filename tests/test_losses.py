@@ -123,6 +123,11 @@ def test_all_negatives_equal_positive_gives_zero_loss(batch):
     assert contrastive_loss(logits).item() == pytest.approx(0.0, abs=1e-6)
 
 
+def test_contrastive_loss_stays_on_the_logits_device():
+    logits = torch.zeros(4, 3, device="meta")  # "meta" stands in for a GPU
+    assert contrastive_loss(logits).device.type == "meta"
+
+
 def test_contrastive_logits_computed_in_fp32_from_half_inputs():
     generator = torch.Generator().manual_seed(1)
     context = torch.randn(3, 8, generator=generator)

@@ -88,6 +88,12 @@ def test_number_of_spans_follows_fairseq_formula():
     assert 60 < (counts == 31).sum().item() < 140  # u ~ U[0, 1): about half round up
 
 
+def test_no_minimum_number_of_spans_by_default():
+    # fairseq's compute_mask_indices has min_masks=0; ModelConfig passes its own minimum.
+    mask = span_mask((200, 20), 0.01, 3, generator=torch.Generator().manual_seed(14))
+    assert (~mask.any(dim=1)).sum() > 150  # int(0.01 * 20 / 3 + u) is 0 for 99% of rows
+
+
 def test_min_spans_respected_on_short_inputs():
     generator = torch.Generator().manual_seed(2)
     # T = 12 gives int(0.65 * 12 / 10 + u) = 0 or 1 spans; min_spans raises it to 2.
@@ -97,6 +103,13 @@ def test_min_spans_respected_on_short_inputs():
     # With M = 1 the spans are distinct single steps, so the count is exactly min_spans.
     mask = span_mask((500, 12), 0.01, 1, min_spans=3, generator=generator)
     assert (mask.sum(dim=1) == 3).all()
+
+
+def test_a_single_step_utterance_is_masked_as_fairseq_does():
+    # T = 1: fairseq widens the start range to num_spans + 1 = 2, so the one span starts at
+    # step 0 (masking it) or at step 1 (cut away) with equal chance.
+    mask = span_mask((400, 1), MASK_PROB, M, min_spans=1, generator=torch.Generator().manual_seed(15))
+    assert 150 < mask.sum().item() < 250
 
 
 def test_min_spans_larger_than_the_sequence_masks_within_bounds():
@@ -228,6 +241,9 @@ def test_reproducible_with_a_generator():
 def test_span_mask_dtype_and_device():
     mask = span_mask((2, 30), MASK_PROB, M, generator=torch.Generator().manual_seed(0), device="cpu")
     assert mask.dtype == torch.bool and mask.shape == (2, 30) and mask.device.type == "cpu"
+    # "meta" stands in for a GPU: the mask must land on the device asked for, also when empty.
+    for mask_prob in (MASK_PROB, 0.0):
+        assert span_mask((2, 30), mask_prob, M, device="meta").device.type == "meta"
 
 
 def test_apply_mask_replaces_exactly_the_masked_steps():

@@ -182,8 +182,9 @@ def test_perplexity_bounds(quantizer):
         assert quantizer.num_groups - 1e-4 <= value <= gv + 1e-3
 
 
-def test_collapsed_codebook_gives_code_perplexity_g(quantizer):
-    quantizer.eval()
+@pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
+def test_collapsed_codebook_gives_code_perplexity_g(quantizer, training):
+    quantizer.train(training)
     with torch.no_grad():
         quantizer.logits.weight.zero_()
         quantizer.logits.bias.zero_()
@@ -225,3 +226,12 @@ def test_quantizer_follows_the_model_dtype(quantizer, training):
     quantizer.double().train(training)
     out = quantizer(_features().double())
     assert out.quantized.dtype == torch.float64
+
+
+def test_a_fresh_state_dict_holds_the_schedules_start_temperature(quantizer):
+    start = ModelConfig.tiny().gumbel_temperature[0]
+    state = {name: value.clone() for name, value in quantizer.state_dict().items()}
+    assert state["gumbel_temperature"].item() == pytest.approx(start)
+    quantizer.set_temperature(0.6)
+    quantizer.load_state_dict(state)  # a checkpoint saved before any annealing
+    assert quantizer.temperature == pytest.approx(start)
