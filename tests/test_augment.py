@@ -122,7 +122,8 @@ def test_reverberate_keeps_float64_and_other_sample_rates():
 
 # ------------------------------------------------------------------------- speed
 @pytest.mark.parametrize("factor,sample_rate,recorded_rate", [(1.25, RATE, 20000), (0.9, RATE, 14400),
-                                                              (1.25, 8000, 10000)])
+                                                              (1.25, 8000, 10000), (1.004, 8000, 8000),
+                                                              (1.006, RATE, 16160), (1.006, 8000, 8080)])
 def test_change_speed_resamples_as_if_recorded_at_factor_times_the_rate(factor, sample_rate, recorded_rate):
     speech = _speech()
     assert torch.equal(change_speed(speech, factor, sample_rate), resample(speech, recorded_rate, sample_rate))

@@ -29,8 +29,10 @@ def room_impulse_response(rt60: float, sample_rate: int = SAMPLE_RATE,
                           generator: torch.Generator | None = None) -> Tensor:
     """A synthetic room: Gaussian noise under an exponential decay of 60 dB in `rt60` s -> (N,).
 
-    The first tap is the direct path (1.0); the tail is the diffuse reverberation,
-    scaled so that it carries as much energy as the direct path.
+    The tail, the diffuse reverberation, is scaled to unit energy, and then its first tap
+    is set to 1.0, the direct path. The tail therefore keeps nearly the energy of the
+    direct path in rooms of rt60 >= 0.2 s (0.95 to 1), and less in shorter ones, where
+    the first tap held more of it.
     """
     length = max(int(rt60 * sample_rate), 1)
     time = torch.arange(length, dtype=torch.float32) / sample_rate
@@ -54,9 +56,10 @@ def change_speed(waveform: Tensor, factor: float, sample_rate: int = SAMPLE_RATE
     """Speed perturbation like `sox speed`: play `factor` times faster, pitch moves too.
 
     (L,) -> (~L / factor,): resample as if the audio had been recorded at
-    `factor * sample_rate`. Factors are rounded to 1/100 to keep the filter bank small.
+    `factor * sample_rate`. The factor is rounded to 1/100, which keeps the resampling
+    filter bank small (at most 100 phases); 1.004 plays at 1.00, that is unchanged.
     """
     if factor <= 0:
         raise ValueError(f"speed factor must be > 0, got {factor}; use e.g. 0.9 or 1.1")
-    scaled_rate = round(sample_rate * factor / 100) * 100
+    scaled_rate = round(sample_rate * round(factor, 2))
     return resample(waveform, scaled_rate, sample_rate)
