@@ -10,7 +10,7 @@ STAMP := $(VENV)/.w2v2-lite-installed
 # pip repeats one warning per package for this machine's unused local indexes; keep the log readable.
 QUIET_PIP := grep -v "is ignored: it is neither a file nor a directory" || true
 
-.PHONY: help setup espeak test test-package test-kernels test-notebooks book assets bench lock clean mutation
+.PHONY: help setup espeak chromium test test-package test-kernels test-notebooks book assets bench lock clean mutation
 
 help:
 	@echo "make setup    create $(VENV) with the pinned versions (requirements.lock) and espeak-ng"
@@ -47,7 +47,8 @@ test-package:
 # only holds for this machine's vector code (AVX-512 sums in another order) fails here,
 # not on a reader's laptop. A capability the CPU lacks, or the one just used, is skipped.
 KERNEL_TESTS := tests/test_models.py tests/test_losses.py tests/test_quantizer.py tests/test_masking.py \
-	tests/test_negatives.py tests/test_parity.py
+	tests/test_negatives.py tests/test_parity.py tests/test_finetuning.py tests/test_pretraining_details.py \
+	tests/test_augment.py
 KERNELS := default avx2
 
 test-kernels: setup
@@ -87,9 +88,21 @@ $(ASSETS_STAMP):
 	cp $(NPM_PREFIX)/node_modules/requirejs/require.js $(VENDOR)/requirejs/require.js
 	@touch $@
 
-book: setup data assets
+# The built pages are also opened in headless Chromium (when there is one): no request
+# may leave the machine, no page may log a console error, and no code may be cut off.
+book: setup data assets chromium
 	$(VENV)/bin/jupyter-book build book
-	$(PY) book/check_offline.py book/_build/html
+	$(PY) book/check_offline.py book/_build/html $$(command -v chromium >/dev/null && echo --browser)
+
+chromium:
+	@if command -v chromium >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium with apt-get (for the book's browser check)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "chromium is missing, so the book is checked without a browser: install it with"; \
+		echo "'sudo apt-get install chromium' to also check console errors and cut-off code."; \
+	fi
 
 .PHONY: data
 data: setup  ## the small synthetic corpus the notebooks use (about a minute; a no-op once made)
