@@ -452,6 +452,6 @@ def make_corpus(out: str | os.PathLike, config: CorpusConfig | None = None, work
     seconds = sum(num_samples) / metadata["sample_rate"]
     if progress:
         wall = time.perf_counter() - start
-        print(f"{root}: {seconds / 60:.1f} min of audio in {len(jobs)} files, {wall:.1f} s "
+        print(f"{out}: {seconds / 60:.1f} min of audio in {len(jobs)} files, {wall:.1f} s "
               f"({seconds / max(wall, 1e-9):.0f}x real time)", file=sys.stderr)
     return metadata
