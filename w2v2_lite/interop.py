@@ -308,8 +308,7 @@ def config_from_fairseq(model_cfg: Mapping[str, Any], sentence_avg: bool = True)
     `optimization.sentence_avg`, which decides how its CTC loss was normalised.
     """
     cfg = dict(model_cfg)
-    finetuned = bool(cfg.get("w2v_args"))
-    if finetuned:
+    if cfg.get("w2v_args"):  # fine-tuned: the body's config is nested inside
         cfg = _finetuned_body_config(cfg)
     conv_layers = cfg.get("conv_feature_layers", "[(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512,2,2)] * 2")
     conv_layers = _parse_conv_layers(conv_layers) if isinstance(conv_layers, str) else conv_layers
