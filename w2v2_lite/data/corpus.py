@@ -343,6 +343,24 @@ def remove_temporary_files(root: Path) -> None:
                 os.remove(os.path.join(folder, name))
 
 
+def synthesize_in_pool(jobs: list[Any], workers: int, num_samples: list[int], bar: Any) -> None:
+    """`make_file` over `jobs` in `workers` processes; fills `num_samples` in order, ticks `bar`."""
+    import torch  # noqa: F401  (imported once here, so that forked workers share it instead of each importing it)
+
+    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    pool = context.Pool(workers, initializer=ignore_interrupts_in_worker)
+    try:
+        for index, samples in enumerate(pool.imap(make_file, jobs, chunksize=4)):
+            num_samples[index] = samples
+            bar.update()
+        pool.close()
+    except KeyboardInterrupt:
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
+
+
 # ---------------------------------------------------------------- manifests
 def espeak_version() -> str:
     """What metadata.json records as the synthesiser, e.g. "espeak-ng 1.51"."""
@@ -411,7 +429,7 @@ def make_corpus(out: str | os.PathLike, config: CorpusConfig | None = None, work
     workers: processes that synthesise in parallel (default: all cores). On Ctrl-C the
     finished files stay; run again to resume.
     """
-    from ..progress import ProgressBar
+    from tqdm.auto import tqdm  # a text bar in a terminal, a widget in a notebook
 
     config = config or CorpusConfig.notebooks()
     config.validate()
@@ -425,28 +443,19 @@ def make_corpus(out: str | os.PathLike, config: CorpusConfig | None = None, work
     workers = workers or os.cpu_count() or 1
     num_samples = [0] * len(jobs)
     start = time.perf_counter()
-    bar = ProgressBar(len(jobs), description=f"make-corpus {root.name}", unit="utt", enabled=progress)
-    if workers == 1:
-        for index, job in enumerate(jobs):
-            num_samples[index] = make_file(job)
-            bar.update()
-    else:
-        import torch  # noqa: F401  (imported once here, so that forked workers share it instead of each importing it)
-
-        context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
-        pool = context.Pool(workers, initializer=ignore_interrupts_in_worker)
-        try:
-            indexed = pool.imap(make_file, jobs, chunksize=4)
-            for index, samples in enumerate(indexed):
-                num_samples[index] = samples
+    bar = tqdm(total=len(jobs), desc=f"make-corpus {root.name}", unit="utt", disable=not progress,
+               dynamic_ncols=True)
+    try:
+        if workers == 1:
+            for index, job in enumerate(jobs):
+                num_samples[index] = make_file(job)
                 bar.update()
-            pool.close()
-        except KeyboardInterrupt:
-            pool.terminate()
-            print("\ninterrupted: finished files are kept; run the same command again to resume", file=sys.stderr)
-            raise
-        finally:
-            pool.join()
+        else:
+            synthesize_in_pool(jobs, workers, num_samples, bar)
+    except KeyboardInterrupt:
+        bar.close()
+        print("interrupted: finished files are kept; run the same command again to resume", file=sys.stderr)
+        raise
     bar.close()
     metadata = write_corpus_manifests(root, config, planned, num_samples)
     seconds = sum(num_samples) / metadata["sample_rate"]
