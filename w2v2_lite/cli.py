@@ -24,6 +24,8 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from .transcribe import add_transcribe
+
 
 def run_make_corpus(args: argparse.Namespace) -> int:
     from .data.corpus import PRESETS, AugmentConfig, make_corpus
@@ -523,6 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_training(subparsers)
     add_evaluate(subparsers)
     add_plot(subparsers)
+    add_transcribe(subparsers)
     return parser
 
 
