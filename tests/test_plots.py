@@ -42,8 +42,8 @@ def check_panels(figure, titles: list[str]) -> None:
     assert [ax.get_title() for ax in figure.axes] == titles
     for ax in figure.axes:
         assert ax.get_xlabel() == "update" and ax.get_ylabel()
-        labelled = [h for h in ax.get_legend_handles_labels()[0]]
-        assert (ax.get_legend() is not None) == (len(labelled) > 1), ax.get_title()
+        lines = len(ax.get_legend_handles_labels()[0])
+        assert (ax.get_legend() is not None) == (lines > 1), ax.get_title()
 
 
 def test_a_pretraining_log_gets_loss_accuracy_perplexity_and_schedules(tmp_path):
@@ -60,7 +60,7 @@ def test_a_pretraining_log_gets_loss_accuracy_perplexity_and_schedules(tmp_path)
     assert list(ceiling.get_ydata()) == [64, 64]
     accuracy = figure.axes[1]
     assert [list(line.get_xdata()) for line in accuracy.get_lines()[:2]] == [[1, 2], [2]]  # dev only where evaluated
-    assert "pre" in figure._suptitle.get_text() and "2 updates" in figure._suptitle.get_text()
+    assert figure.get_suptitle() == "pre: pretraining, 2 updates"
 
 
 def test_a_finetuning_log_gets_ctc_loss_blank_fraction_and_error_rates(tmp_path):
