@@ -1,9 +1,9 @@
 """Training checkpoints: everything needed to resume a run exactly, written atomically.
 
-A checkpoint holds the model, the optimiser and the scheduler, the update count, the
-data position (epoch and batch), the RNG states (the global one, which dropout and the
-Gumbel noise use, and the trainer's generator, which draws masks and negatives) and the
-best validation score so far. The Gumbel temperature is a buffer of the model.
+A checkpoint holds the model, the optimiser, the update count (the learning rate and
+the Gumbel temperature are functions of it), the data position (epoch and batch), the
+RNG states (the global one, which dropout and the Gumbel noise use, and the trainer's
+generator, which draws masks and negatives) and the best validation score so far.
 
 Files are `checkpoint_{update:07d}.pt`, plus `checkpoint_best.pt` and
 `checkpoint_last.pt` (copies). Each is written under a temporary name and renamed, so an

@@ -188,7 +188,6 @@ class Trainer:
         weight_decay = config.weight_decay if config.task == "pretrain" else 0.0
         self.optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, betas=config.adam_betas,
                                            eps=config.adam_eps, weight_decay=weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_scale)
         self.generator = torch.Generator().manual_seed(config.seed * 1000 + self.rank)
         torch.manual_seed(config.seed * 1000 + self.rank)  # dropout and Gumbel noise differ between workers
         cfg = self.model.config
@@ -215,14 +214,12 @@ class Trainer:
         from ..data.tokenizer import CharTokenizer
 
         vocab_size = len(CharTokenizer())
-        if cfg.init_from is None:  # from scratch: the same architecture, the same recipe
-            pretrained = Wav2Vec2ForPreTraining(getattr(ModelConfig, cfg.model_preset)())
+        if cfg.init_from is None:  # from scratch: a freshly initialised body, the same recipe
+            pretrained = Wav2Vec2ForPreTraining(getattr(ModelConfig, cfg.model_preset)(**cfg.model))
         else:
             pretrained = load_pretrained_body(cfg.init_from)
         recipe = FineTuningConfig.preset(cfg.recipe, pretrained.config).with_updates(cfg.max_updates)
         model = Wav2Vec2ForCTC.from_pretraining(pretrained, vocab_size, recipe=recipe, **cfg.model)
-        if cfg.init_from is None:  # the body keeps its fresh initialisation, and trains from the start
-            model.wav2vec2.load_state_dict(Wav2Vec2ForPreTraining(model.config).wav2vec2.state_dict())
         self.recipe = recipe
         return model
 
@@ -268,8 +265,11 @@ class Trainer:
             batches = self._epoch_batches(self.epoch)
             self.train_data.set_epoch(self.epoch)
             self.collator.epoch = self.epoch
+            # Its own generator: a DataLoader draws a seed for its workers when it starts, and
+            # from the global RNG that would shift dropout and Gumbel noise after a resume.
             loader = DataLoader(self.train_data, batch_sampler=batches[self.position:], collate_fn=self.collator,
-                                num_workers=self.config.num_workers)
+                                num_workers=self.config.num_workers,
+                                generator=torch.Generator().manual_seed(self.config.seed + self.epoch))
             for batch in loader:
                 self.position += 1
                 yield batch
@@ -293,6 +293,9 @@ class Trainer:
             model.set_gumbel_temperature(gumbel_temperature_at(self.update, self.temperature_schedule))
         else:
             model.set_num_updates(self.update)
+        lr = cfg.learning_rate * self.lr_scale(self.update)  # set from the update count: nothing else to resume
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
         started = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
         inputs = [self._inputs(batch) for batch in micro_batches]
@@ -311,12 +314,9 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             for message in self.monitor.non_finite(self.update):
                 self._warn(message)
-            self.scheduler.step()
-            self.update += 1
+            self.update += 1  # a skipped update still counts: the schedules move on
             return None
         self.optimizer.step()
-        lr = self.optimizer.param_groups[0]["lr"]
-        self.scheduler.step()
         self.update += 1
         seconds = sum(float(b.lengths.sum()) for b in micro_batches) / 16_000
         wall = time.perf_counter() - started
@@ -398,8 +398,7 @@ class Trainer:
 
     # -------------------------------------------------------- checkpoints
     def state(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "update": self.update, "epoch": self.epoch,
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "update": self.update, "epoch": self.epoch,
                 "position": self.position, "best": self.best, "rng": rng_states(self.generator),
                 "train_config": self.config.to_dict(), "model_config": self.model.config.to_dict(),
                 "bad_updates": self.monitor.bad_total}
@@ -417,7 +416,6 @@ class Trainer:
         state = load_checkpoint(path)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
         self.update, self.epoch, self.position, self.best = (state["update"], state["epoch"], state["position"],
                                                              state["best"])
         self.monitor.bad_total = state["bad_updates"]

@@ -3,7 +3,8 @@
 Pretraining (fairseq `polynomial_decay` with power 1): linear warm-up to the peak, then
 linear decay to 0 at the last update. Fine-tuning (fairseq `tri_stage`): warm up from
 `init_scale` x peak, hold the peak, then decay exponentially to `final_scale` x peak.
-Each returns the multiplier of the peak learning rate, for `torch.optim.lr_scheduler.LambdaLR`.
+Each returns the multiplier of the peak learning rate; the loop sets the rate from the
+update count before every update, so a resumed run needs no scheduler state.
 """
 
 from __future__ import annotations
