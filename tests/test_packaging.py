@@ -41,9 +41,9 @@ def test_environment_yml_matches_pyproject():
 def test_extras_are_the_documented_ones():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
-    assert {_name(r) for r in project["dependencies"]} == {"torch", "numpy", "soundfile"}
+    assert {_name(r) for r in project["dependencies"]} == {"torch", "numpy", "soundfile", "tqdm", "safetensors"}
     assert {_name(r) for r in extras["notebooks"]} == {"jupyterlab", "ipywidgets", "matplotlib", "librosa", "jupyter-book"}
-    assert {_name(r) for r in extras["audio"]} == {"torchaudio"}
+    assert {_name(r) for r in extras["audio"]} == {"torchaudio", "flashlight-text"}
     assert {_name(r) for r in extras["dev"]} == {"pytest", "nbval", "transformers"}
     assert project["requires-python"] == ">=3.10"
 
