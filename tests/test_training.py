@@ -354,3 +354,12 @@ def test_two_processes_equal_one_process_on_the_same_global_batch(corpus, tmp_pa
     assert parallel["model"].keys() == expected.keys()
     assert_close_to_scale(torch.cat([parallel["model"][n].flatten().float() for n in expected]),
                           torch.cat([expected[n].flatten().float() for n in expected]), 1e-5)
+
+
+def test_finetuning_from_scratch_trains_every_part_from_the_start(corpus, tmp_path):
+    trainer = Trainer(_finetune_config(corpus, tmp_path / "scratch", max_updates=1, valid_manifest=None))
+    assert trainer.model.config.freeze_finetune_updates == 0 and not trainer.model.body_frozen
+    conv = trainer.model.wav2vec2.feature_encoder.conv_layers[0].conv.weight
+    before = conv.detach().clone()
+    trainer.train()
+    assert conv.requires_grad and not torch.equal(conv, before)

@@ -286,8 +286,9 @@ class Wav2Vec2ForCTC(nn.Module):
             recipe = FineTuningConfig.preset(recipe, config)
         if recipe is not None:
             config = recipe.apply(config)
-        values = config.to_dict() | {"vocab_size": vocab_size} | dict(config_overrides)
-        model = cls(ModelConfig.from_dict(values))
+        config = ModelConfig.from_dict(config.to_dict() | {"vocab_size": vocab_size} | dict(config_overrides))
+        # The CNN trains only if its gradient multiplier lets it (the recipes' 0 freezes it).
+        model = cls(config, freeze_feature_encoder=config.feature_grad_mult == 0.0)
         model.wav2vec2.load_state_dict(pretrained.wav2vec2.state_dict())
         return model
 

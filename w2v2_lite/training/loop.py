@@ -214,12 +214,14 @@ class Trainer:
         from ..data.tokenizer import CharTokenizer
 
         vocab_size = len(CharTokenizer())
-        if cfg.init_from is None:  # from scratch: a freshly initialised body, the same recipe
-            pretrained = Wav2Vec2ForPreTraining(getattr(ModelConfig, cfg.model_preset)(**cfg.model))
+        overrides = dict(cfg.model)
+        if cfg.init_from is None:  # from scratch: a fresh body has nothing to keep, so all of it trains
+            overrides = {"freeze_finetune_updates": 0, "feature_grad_mult": 1.0} | overrides
+            pretrained = Wav2Vec2ForPreTraining(getattr(ModelConfig, cfg.model_preset)(**overrides))
         else:
             pretrained = load_pretrained_body(cfg.init_from)
         recipe = FineTuningConfig.preset(cfg.recipe, pretrained.config).with_updates(cfg.max_updates)
-        model = Wav2Vec2ForCTC.from_pretraining(pretrained, vocab_size, recipe=recipe, **cfg.model)
+        model = Wav2Vec2ForCTC.from_pretraining(pretrained, vocab_size, recipe=recipe, **overrides)
         self.recipe = recipe
         return model
 
@@ -363,6 +365,7 @@ class Trainer:
             return {}
         from ..data.corpora import read_manifest
         from ..data.dataset import Collator, SpeechDataset
+        from ..decoding import greedy_decode
         from ..metrics import character_error_rate, word_error_rate
 
         model, cfg = self.model, self.config
@@ -370,6 +373,8 @@ class Trainer:
         labelled = cfg.task == "finetune"
         dataset = SpeechDataset(read_manifest(manifest), self.tokenizer, max_samples=None if labelled
                                 else cfg.crop_samples, seed=0)
+        if len(dataset) == 0:
+            raise ValueError(f"{manifest} has no utterance long enough to evaluate on (pretraining needs 2 s)")
         collate = Collator.for_model(model.config, labelled=labelled, seed=0)
         generator = torch.Generator().manual_seed(0)  # the same masks and distractors at every evaluation
         totals: dict[str, float] = {}
@@ -382,7 +387,7 @@ class Trainer:
                 else:
                     out = model(batch.waveform, batch.attention_mask, generator=generator)
             if labelled:
-                hypotheses += greedy_transcripts(out.logits, out.output_lengths, self.tokenizer)
+                hypotheses += greedy_decode(out.logits, out.output_lengths, self.tokenizer)
                 references += [dataset.utterances[int(i)].transcript for i in batch.indices]
             else:
                 n = out.num_masked
@@ -498,16 +503,6 @@ class Trainer:
     def _warn(self, message: str) -> None:
         if self.rank == 0:
             print(f"w2v2-lite: {message}", file=sys.stderr, flush=True)
-
-
-def greedy_transcripts(logits: Tensor, output_lengths: Tensor, tokenizer: Any) -> list[str]:
-    """Best path per frame, repeats collapsed, blanks dropped: (B, T, V) -> B strings."""
-    best = logits.argmax(dim=-1)  # (B, T)
-    texts = []
-    for row, length in zip(best, output_lengths.tolist()):
-        path = torch.unique_consecutive(row[:length])
-        texts.append(tokenizer.decode(path[path != tokenizer.blank_id]))
-    return texts
 
 
 def load_pretrained_body(source: str) -> Wav2Vec2ForPreTraining:
