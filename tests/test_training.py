@@ -343,10 +343,17 @@ def test_two_processes_equal_one_process_on_the_same_global_batch(corpus, tmp_pa
     script.write_text(textwrap.dedent(DDP_RUN))
     result = tmp_path / "ddp.pt"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                           "--standalone", str(script), json.dumps(config.to_dict()), str(result)],
-                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    # A session of its own, so that a hang takes the workers down with torchrun.
+    process = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                                "--standalone", str(script), json.dumps(config.to_dict()), str(result)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env,
+                               start_new_session=True)
+    try:
+        _, stderr = process.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        raise
+    assert process.returncode == 0, stderr[-3000:]
     parallel = torch.load(result, weights_only=True)
     assert parallel["losses"] == pytest.approx(single_losses, rel=1e-5)
     # The weights as one vector: a bias that starts at 0 has only its updates for a scale.
