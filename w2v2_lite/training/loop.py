@@ -37,6 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import FineTuningConfig, ModelConfig
+from ..data.audio import SAMPLE_RATE
 from ..models import Wav2Vec2ForCTC, Wav2Vec2ForPreTraining
 from ..quantizer import gumbel_temperature_at
 from . import distributed
@@ -320,7 +321,7 @@ class Trainer:
             return None
         self.optimizer.step()
         self.update += 1
-        seconds = sum(float(b.lengths.sum()) for b in micro_batches) / 16_000
+        seconds = sum(float(b.lengths.sum()) for b in micro_batches) / SAMPLE_RATE
         wall = time.perf_counter() - started
         record = {"update": self.update, "loss": loss_sum / size, "lr": lr, "grad_norm": grad_norm,
                   "sample_size": size, "audio_seconds_per_second": seconds * self.world_size / max(wall, 1e-9),
