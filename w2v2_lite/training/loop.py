@@ -197,6 +197,8 @@ class Trainer:
                                      num_negatives=cfg.num_negatives + cfg.cross_sample_negatives
                                      if config.task == "pretrain" else 0,
                                      max_bad_updates=config.max_bad_updates,
+                                     # a tiny model sits near chance for the first fifth of a short run
+                                     warmup=max(200, config.max_updates // 4),
                                      blank_updates=max(1000, cfg.freeze_finetune_updates + 500))
         start, floor, decay = cfg.gumbel_temperature
         if config.gumbel_anneal_fraction is not None:
