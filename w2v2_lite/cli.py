@@ -465,15 +465,15 @@ def load_for_evaluation(source: str, checkpoint: str) -> tuple[Any, dict[str, An
 
 
 def evaluate_model(model: Any, config: Any) -> tuple[dict[str, Any], str]:
-    """`Trainer.evaluate` on config.valid_manifest with `model` in place of a new one -> (metrics, precision)."""
-    from .training.loop import Trainer
+    """The training loop's `evaluate` of `model` on config.valid_manifest -> (metrics, precision)."""
+    from .training.distributed import pick_device
+    from .training.loop import evaluate
+    from .training.precision import resolve_precision
 
-    class Evaluator(Trainer):
-        def _build_model(self) -> Any:
-            return model
-
-    evaluator = Evaluator(config)
-    return evaluator.evaluate(config.valid_manifest), evaluator.precision
+    device = pick_device(config.device)
+    precision = resolve_precision(config.precision, device)
+    metrics = evaluate(model.to(device), config.valid_manifest, config.task, precision, device, config.crop_samples)
+    return metrics, precision
 
 
 def add_evaluate(subparsers: argparse._SubParsersAction) -> None:

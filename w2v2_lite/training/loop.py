@@ -360,54 +360,18 @@ class Trainer:
                 "body_frozen": float(self.model.body_frozen)}
 
     # ---------------------------------------------------------- evaluate
-    @torch.no_grad()
     def evaluate(self, manifest: str | None = None) -> dict[str, float]:
-        """Dev-set metrics: contrastive loss and accuracy (pretraining) or CER and WER (fine-tuning)."""
+        """Dev-set metrics of the model being trained (see `evaluate`); {} without a dev set."""
         manifest = manifest or self.config.valid_manifest
         if manifest is None:
             return {}
-        from ..data.corpora import read_manifest
-        from ..data.dataset import Collator, SpeechDataset
-        from ..decoding import greedy_decode
-        from ..metrics import character_error_rate, word_error_rate
-
-        model, cfg = self.model, self.config
-        model.eval()
-        labelled = cfg.task == "finetune"
-        dataset = SpeechDataset(read_manifest(manifest), self.tokenizer, max_samples=None if labelled
-                                else cfg.crop_samples, seed=0)
-        if len(dataset) == 0:
-            raise ValueError(f"{manifest} has no utterance long enough to evaluate on (pretraining needs 2 s)")
-        collate = Collator.for_model(model.config, labelled=labelled, seed=0)
-        generator = torch.Generator().manual_seed(0)  # the same masks and distractors at every evaluation
-        totals: dict[str, float] = {}
-        references, hypotheses = [], []
-        for start in range(0, len(dataset), 8):
-            batch = collate([dataset[i] for i in range(start, min(start + 8, len(dataset)))]).to(self.device)
-            with autocast(self.precision, self.device):
-                if labelled:
-                    out = model(batch.waveform, batch.attention_mask)
-                else:
-                    out = model(batch.waveform, batch.attention_mask, generator=generator)
-            if labelled:
-                hypotheses += greedy_decode(out.logits, out.output_lengths, self.tokenizer)
-                references += [dataset.utterances[int(i)].transcript for i in batch.indices]
-            else:
-                n = out.num_masked
-                for name in ("contrastive_loss", "accuracy", "code_perplexity"):
-                    totals[name] = totals.get(name, 0.0) + float(getattr(out, name)) * n
-                totals["masked"] = totals.get("masked", 0.0) + n
-        model.train()
-        if labelled:
-            return {"cer": character_error_rate(references, hypotheses), "wer": word_error_rate(references, hypotheses),
-                    "example": hypotheses[0] if hypotheses else ""}
-        masked = totals.pop("masked")
-        return {name: value / masked for name, value in totals.items()}
+        return evaluate(self.model, manifest, self.config.task, self.precision, self.device,
+                        self.config.crop_samples)
 
     # -------------------------------------------------------- checkpoints
     def state(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "update": self.update, "epoch": self.epoch,
-                "position": self.position, "best": self.best, "rng": rng_states(self.generator),
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "update": self.update,
+                "epoch": self.epoch, "position": self.position, "best": self.best, "rng": rng_states(self.generator),
                 "train_config": self.config.to_dict(), "model_config": self.model.config.to_dict(),
                 "bad_updates": self.monitor.bad_total}
 
@@ -506,6 +470,56 @@ class Trainer:
     def _warn(self, message: str) -> None:
         if self.rank == 0:
             print(f"w2v2-lite: {message}", file=sys.stderr, flush=True)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, manifest: str, task: str, precision: str = "fp32",
+             device: torch.device | str = "cpu", crop_samples: int | None = None) -> dict[str, Any]:
+    """Metrics of `model` on a manifest, in eval mode (its mode is restored after).
+
+    Pretraining: contrastive loss, accuracy and code perplexity per masked step, with
+    crops of `crop_samples` and masks and distractors drawn from a fixed seed, so that
+    evaluations compare. Fine-tuning: CER and WER of greedy decoding, and one example.
+    """
+    from ..data.corpora import read_manifest
+    from ..data.dataset import Collator, SpeechDataset
+    from ..data.tokenizer import CharTokenizer
+    from ..decoding import greedy_decode
+    from ..metrics import character_error_rate, word_error_rate
+
+    labelled = task == "finetune"
+    tokenizer = CharTokenizer() if labelled else None
+    dataset = SpeechDataset(read_manifest(manifest), tokenizer, max_samples=None if labelled else crop_samples,
+                            seed=0)
+    if len(dataset) == 0:
+        raise ValueError(f"{manifest} has no utterance long enough to evaluate on (pretraining needs 2 s)")
+    was_training = model.training
+    model.eval()
+    collate = Collator.for_model(model.config, labelled=labelled, seed=0)
+    generator = torch.Generator().manual_seed(0)  # the same masks and distractors at every evaluation
+    totals: dict[str, float] = {}
+    references, hypotheses = [], []
+    for start in range(0, len(dataset), 8):
+        batch = collate([dataset[i] for i in range(start, min(start + 8, len(dataset)))]).to(device)
+        with autocast(precision, device):
+            if labelled:
+                out = model(batch.waveform, batch.attention_mask)
+            else:
+                out = model(batch.waveform, batch.attention_mask, generator=generator)
+        if labelled:
+            hypotheses += greedy_decode(out.logits, out.output_lengths, tokenizer)
+            references += [dataset.utterances[int(i)].transcript for i in batch.indices]
+        else:
+            n = out.num_masked
+            for name in ("contrastive_loss", "accuracy", "code_perplexity"):
+                totals[name] = totals.get(name, 0.0) + float(getattr(out, name)) * n
+            totals["masked"] = totals.get("masked", 0.0) + n
+    model.train(was_training)
+    if labelled:
+        return {"cer": character_error_rate(references, hypotheses), "wer": word_error_rate(references, hypotheses),
+                "example": hypotheses[0] if hypotheses else ""}
+    masked = totals.pop("masked")
+    return {name: value / masked for name, value in totals.items()}
 
 
 def load_pretrained_body(source: str) -> Wav2Vec2ForPreTraining:
