@@ -7,7 +7,9 @@ import math
 import pytest
 import torch
 
-from w2v2_lite.losses import contrastive_logits, contrastive_loss, diversity_loss, feature_penalty
+from w2v2_lite.losses import (batched_contrastive_logits, contrastive_logits, contrastive_loss, diversity_loss,
+                              feature_penalty)
+from w2v2_lite.negatives import sample_negatives
 from w2v2_lite.quantizer import codebook_perplexity
 
 from tolerances import assert_close_to_scale
@@ -223,3 +225,49 @@ def test_feature_penalty_is_mean_of_squares():
     assert feature_penalty(features).item() == pytest.approx(expected, rel=1e-5)  # fp32 sum, any order
     assert feature_penalty(features.half()).dtype == torch.float32
     assert feature_penalty(torch.full((1, 2, 2), 3.0)).item() == pytest.approx(9.0)
+
+
+# ------------------------------------------------ the batched form used in training
+def _batched_case(cross_sample: int):
+    generator = torch.Generator().manual_seed(3)
+    batch, steps, dim = 3, 12, 8
+    context = torch.randn(batch, steps, dim, generator=generator, dtype=torch.float64, requires_grad=True)
+    targets = torch.randn(batch, steps, dim, generator=generator, dtype=torch.float64)
+    targets[1, 4] = targets[1, 7]  # two steps with the same quantized vector: each is -inf as the other's distractor
+    targets.requires_grad_()
+    time_mask = torch.rand(batch, steps, generator=generator) < 0.6
+    time_mask[1, 4] = time_mask[1, 7] = True
+    negatives = sample_negatives(time_mask, 5, cross_sample, generator)
+    negatives[1, 4, 0], negatives[1, 7, 1] = 1 * steps + 7, 1 * steps + 4
+    return context, targets, time_mask, negatives
+
+
+def _gathered(context, targets, time_mask, negatives):
+    flat_context, flat_targets = context.reshape(-1, context.shape[-1]), targets.reshape(-1, targets.shape[-1])
+    rows = time_mask.reshape(-1).nonzero().squeeze(-1)
+    distractors = flat_targets[negatives.reshape(flat_targets.shape[0], -1)[rows]]  # (N, K, F)
+    return contrastive_logits(flat_context[rows], flat_targets[rows], distractors, KAPPA)
+
+
+@pytest.mark.parametrize("cross_sample", [0, 3])
+def test_batched_logits_and_gradients_equal_the_gathered_formula(cross_sample):
+    context, targets, time_mask, negatives = _batched_case(cross_sample)
+    fast = batched_contrastive_logits(context, targets, time_mask, negatives, KAPPA)
+    slow = _gathered(context, targets, time_mask, negatives)
+    assert torch.equal(fast.isinf(), slow.isinf()) and fast.isinf().sum() >= 2
+    finite = ~slow.isinf()
+    assert_close_to_scale(fast[finite], slow[finite], 1e-6)  # both are computed in fp32
+    fast_grads = torch.autograd.grad(contrastive_loss(fast), (context, targets))
+    slow_grads = torch.autograd.grad(contrastive_loss(slow), (context, targets))
+    for fast_grad, slow_grad in zip(fast_grads, slow_grads):
+        assert_close_to_scale(fast_grad, slow_grad, 1e-6)
+
+
+def test_batched_logits_are_fp32_under_bf16_autocast():
+    context, targets, time_mask, negatives = _batched_case(0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fast = batched_contrastive_logits(context.float(), targets.float(), time_mask, negatives, KAPPA)
+    assert fast.dtype == torch.float32
+    slow = _gathered(context.detach(), targets.detach(), time_mask, negatives).float()
+    finite = ~slow.isinf()
+    assert_close_to_scale(fast[finite].detach(), slow[finite], 1e-6)

@@ -23,6 +23,7 @@ from w2v2_lite.negatives import sample_negatives
 from w2v2_lite.training import checkpoint
 from w2v2_lite.training.loop import TrainConfig, Trainer, accumulate
 from w2v2_lite.training.monitors import HealthMonitor, TrainingDiverged
+from w2v2_lite.training import precision as precision_module
 from w2v2_lite.training.precision import cpu_has_bf16, resolve_precision
 from w2v2_lite.training.schedules import gumbel_decay_for, tri_stage, warmup_linear_decay
 
@@ -86,9 +87,24 @@ def test_gumbel_decay_reaches_the_floor_when_asked():
 # ------------------------------------------------------------------ precision
 def test_precision_auto_follows_the_hardware():
     assert resolve_precision("fp32", "cpu") == "fp32" and resolve_precision("bf16", "cpu") == "bf16"
-    assert resolve_precision("auto", "cpu") == ("bf16" if cpu_has_bf16() else "fp32")
+    pays = cpu_has_bf16() and precision_module.cpu_bf16_speedup() >= precision_module.BF16_MIN_SPEEDUP
+    assert resolve_precision("auto", "cpu") == ("bf16" if pays else "fp32")
     with pytest.raises(ValueError, match="choose one of"):
         resolve_precision("fp16", "cpu")
+
+
+@pytest.mark.parametrize("has_bf16, speedup, expected", [(True, 2.5, "bf16"), (True, 0.6, "fp32"),
+                                                         (False, 2.5, "fp32")])
+def test_precision_auto_takes_bf16_only_where_it_is_faster(monkeypatch, has_bf16, speedup, expected):
+    # A CPU with bf16 flags whose bf16 kernels run slower than fp32 (seen on a Xeon VM) keeps fp32.
+    monkeypatch.setattr(precision_module, "cpu_has_bf16", lambda: has_bf16)
+    monkeypatch.setattr(precision_module, "cpu_bf16_speedup", lambda: speedup)
+    assert resolve_precision("auto", "cpu") == expected
+
+
+def test_bf16_speedup_is_a_timed_ratio():
+    speedup = precision_module.cpu_bf16_speedup()
+    assert 0.01 < speedup < 100 and precision_module.cpu_bf16_speedup() == speedup  # measured once, cached
 
 
 # --------------------------------------------------- accumulation = one batch

@@ -25,6 +25,42 @@ def contrastive_logits(context: Tensor, positives: Tensor, negatives: Tensor, te
     return logits
 
 
+def batched_contrastive_logits(context: Tensor, targets: Tensor, time_mask: Tensor, negative_indices: Tensor,
+                               temperature: float) -> Tensor:
+    """`contrastive_logits` for every masked step of a batch, without copying a vector per candidate.
+
+    context c (B, T, F), targets q (B, T, F), time_mask (B, T) bool, negative_indices
+    (B, T, K) into the flattened (B * T) targets (see `sample_negatives`) -> (N, 1 + K)
+    for the N masked steps in row-major order, column 0 the positive.
+
+    The values are `contrastive_logits` on the gathered rows: cos(c, q) = c/|c| . q/|q|.
+    Gathering N x (1 + K) copies of F-dim vectors, as the formula reads, is most of the
+    loss's time and memory. Here the vectors are normalised once, every step of an
+    utterance is scored against every other step in one (T, T) matrix product, and the
+    candidates' scores are picked from it. Distractors from other utterances (fairseq's
+    cross-sample negatives) take the row-by-row product. A distractor equal to its
+    positive is found by comparing ids of distinct target vectors, and gets -inf.
+    """
+    batch, steps, dim = targets.shape
+    rows = time_mask.reshape(-1).nonzero().squeeze(-1)  # (N,) flat index of each masked step
+    candidates = torch.cat([rows[:, None], negative_indices.reshape(batch * steps, -1)[rows]], dim=1)  # (N, 1+K)
+    with torch.autocast(context.device.type, enabled=False):
+        c = F.normalize(context.float(), dim=-1, eps=1e-8)
+        q = F.normalize(targets.float(), dim=-1, eps=1e-8)
+        if bool((candidates // steps == rows[:, None] // steps).all()):
+            scores = torch.bmm(c, q.transpose(1, 2)).reshape(batch * steps, steps)  # (B*T, T): c_t . q_s
+            logits = scores[rows].gather(1, candidates % steps)
+        else:
+            logits = (c.reshape(-1, dim)[rows].unsqueeze(1) * q.reshape(-1, dim)[candidates]).sum(-1)
+        logits = logits / temperature
+    _, vector_id = torch.unique(targets.detach().reshape(-1, dim), dim=0, return_inverse=True)  # (B*T,)
+    ids = vector_id[candidates]
+    same_as_positive = ids[:, 1:] == ids[:, :1]  # (N, K)
+    if same_as_positive.any():
+        logits = torch.cat([logits[:, :1], logits[:, 1:].masked_fill(same_as_positive, float("-inf"))], dim=1)
+    return logits
+
+
 def contrastive_loss(logits: Tensor, reduction: str = "sum") -> Tensor:
     """L_m = -log softmax(logits)[:, 0]: cross-entropy with the positive in column 0.
 

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from .config import FineTuningConfig, ModelConfig
 from .context_network import TransformerEncoder
 from .feature_encoder import FeatureEncoder, FeatureProjection, scale_gradient, validate_waveform
-from .losses import contrastive_accuracy, contrastive_logits, contrastive_loss, diversity_loss, feature_penalty
+from .losses import batched_contrastive_logits, contrastive_accuracy, contrastive_loss, diversity_loss, feature_penalty
 from .masking import apply_mask, span_mask
 from .negatives import sample_negatives
 from .quantizer import GumbelVectorQuantizer
@@ -215,10 +215,8 @@ class Wav2Vec2ForPreTraining(nn.Module):
         quantized = self.project_q(quantizer_out.quantized)  # (B, T, F)
         context = self.project_hid(outputs.last_hidden_state)  # (B, T, F)
 
-        targets = quantized.reshape(batch * steps, -1)  # (B*T, F)
-        negatives = targets[negative_indices.reshape(batch * steps, -1)[flat_mask]]  # (N, K, F)
-        logits = contrastive_logits(context.reshape(batch * steps, -1)[flat_mask], targets[flat_mask],
-                                    negatives, cfg.logit_temperature)  # (N, 1 + K)
+        logits = batched_contrastive_logits(context, quantized, time_mask, negative_indices,
+                                            cfg.logit_temperature)  # (N, 1 + K)
         l_m = contrastive_loss(logits) / num_masked
         num_entries = cfg.num_code_groups * cfg.num_codes_per_group
         l_d = diversity_loss(quantizer_out.softmax_perplexity, num_entries)

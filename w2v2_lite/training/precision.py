@@ -1,16 +1,20 @@
-"""Which floating-point precision to train in: bf16 autocast where the hardware has it.
+"""Which floating-point precision to train in: bf16 autocast where the hardware makes it pay.
 
-`--precision auto` picks bf16 on a CUDA GPU that supports it and on a CPU with bf16
-instructions (AVX-512 BF16 or AMX), where bf16 matrix products run about 3x faster than
-fp32; fp32 elsewhere, because CPUs without them emulate bf16 and gain nothing. The
-numerically delicate parts (Gumbel-softmax, cosine similarity, log-softmax, the losses,
-the norms) run in fp32 inside the model whatever the autocast dtype.
+`--precision auto` picks bf16 on a CUDA GPU that supports it. On a CPU it picks bf16
+only when the CPU has bf16 instructions (AVX-512 BF16 or AMX) *and* a bf16 matrix
+product, timed once per process, runs at least `BF16_MIN_SPEEDUP` times as fast as
+fp32. The flags alone do not settle it: on one Xeon VM with avx512_bf16 and no AMX
+exposed, oneDNN's bf16 kernels ran at half the fp32 speed. CPUs without the
+instructions emulate bf16 and gain nothing. The numerically delicate parts
+(Gumbel-softmax, cosine similarity, log-softmax, the losses, the norms) run in fp32
+inside the model whatever the autocast dtype.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import time
 from pathlib import Path
 
 import torch
@@ -33,6 +37,30 @@ def cpu_has_bf16() -> bool:
     return bool(mkldnn_check()) if mkldnn_check is not None else False
 
 
+BF16_MIN_SPEEDUP = 1.2  # bf16 must beat fp32 by this factor for "auto" to take it on a CPU
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_bf16_speedup(size: int = 768, repeats: int = 3) -> float:
+    """fp32 time / bf16 time of a (size x size) @ (size x size) product on this CPU: > 1 when bf16 is faster.
+
+    Each dtype is warmed up once, then the best of `repeats` runs counts (about 0.1 s in
+    all). Cached for the process.
+    """
+    def best_seconds(dtype: torch.dtype) -> float:
+        a = torch.randn(size, size).to(dtype)
+        b = torch.randn(size, size).to(dtype)
+        a @ b
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            a @ b
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    return best_seconds(torch.float32) / best_seconds(torch.bfloat16)
+
+
 def resolve_precision(precision: str, device: torch.device | str) -> str:
     """"auto" -> "bf16" or "fp32" for `device`; "fp32" and "bf16" are returned as they are."""
     if precision not in PRECISIONS:
@@ -43,7 +71,7 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     if device.type == "cpu":
-        return "bf16" if cpu_has_bf16() else "fp32"
+        return "bf16" if cpu_has_bf16() and cpu_bf16_speedup() >= BF16_MIN_SPEEDUP else "fp32"
     return "fp32"
 
 
