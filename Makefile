@@ -135,6 +135,7 @@ lock:
 	{ echo "# The exact, tested versions that 'make setup' installs (Python 3.11, Linux x86_64)."; \
 	  echo "# Regenerate with: make lock"; \
 	  $(PY) -m pip freeze --exclude-editable 2>/dev/null | grep -v "^w2v2" \
+	  | sed -E 's/^([A-Za-z0-9_.-]+) @ file:.*\/[A-Za-z0-9_.]+-([0-9][A-Za-z0-9.]*)-.*/\1==\2/' \
 	  | grep -v -E "^($(MUTMUT_PACKAGES))=="; } > requirements.lock
 
 clean:

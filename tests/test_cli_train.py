@@ -194,6 +194,42 @@ def test_evaluate_reads_a_release_folder(pretrained, corpus, capsys):
     assert result["task"] == "pretrain" and result["update"] is None and "accuracy" in result
 
 
+def test_tensorboard_events_hold_the_logged_scalars(pretrained):
+    event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    board = event_accumulator.EventAccumulator(str(pretrained / "tensorboard"))
+    board.Reload()
+    records = [json.loads(line) for line in (pretrained / "log.jsonl").read_text().splitlines()]
+    losses = board.Scalars("train/loss")
+    assert [event.step for event in losses] == [1, 2]
+    assert [event.value for event in losses] == pytest.approx([r["loss"] for r in records], rel=1e-6)
+    assert board.Scalars("dev/accuracy")[-1].value == pytest.approx(records[-1]["dev_accuracy"], rel=1e-6)
+
+
+def test_export_writes_a_release_with_the_metrics_of_its_log(pretrained, corpus, tmp_path, capsys):
+    from w2v2_lite.pretrained import load_pretrained, read_release_config
+
+    release = tmp_path / "release"
+    assert main(["export", str(pretrained), str(release)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    description = read_release_config(release)
+    records = [json.loads(line) for line in (pretrained / "log.jsonl").read_text().splitlines()]
+    at_update = next(r for r in records if r["update"] == description["update"])
+    assert description["metrics"] == {k: v for k, v in at_update.items() if k.startswith("dev_")}
+    assert printed["dev_accuracy"] == at_update["dev_accuracy"]
+    assert description["seed"] == 1 and description["command"].startswith("w2v2-lite pretrain ")
+    assert (release / "train_log.jsonl").read_text() == (pretrained / "log.jsonl").read_text()
+    model = load_pretrained(release)
+    assert type(model).__name__ == "Wav2Vec2ForPreTraining" and model.config.hidden_size == 32
+    # Evaluating the release on the dev set gives the metrics its log recorded.
+    assert main(["evaluate", str(release), f"manifest={corpus / 'dev.tsv'}", "device=cpu", "precision=fp32"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["accuracy"] == pytest.approx(at_update["dev_accuracy"], abs=1e-6)
+    assert again["contrastive_loss"] == pytest.approx(at_update["dev_contrastive_loss"], rel=1e-4)
+
+    assert main(["export", str(pretrained / "nowhere"), str(tmp_path / "x")]) == 2
+    assert "is no run folder" in capsys.readouterr().err
+
+
 def test_ctrl_c_saves_a_checkpoint_and_exits_130(corpus, tmp_path, monkeypatch, capsys):
     from w2v2_lite.training.loop import Trainer
 

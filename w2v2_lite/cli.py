@@ -434,7 +434,7 @@ def load_for_evaluation(source: str, checkpoint: str) -> tuple[Any, dict[str, An
     (its output_dir) or a release folder; `checkpoint` picks the run's best, last or a file."""
     from .config import ModelConfig
     from .models import Wav2Vec2ForCTC, Wav2Vec2ForPreTraining
-    from .pretrained import CONFIG_FILE, WEIGHTS_FILE, load_pretrained
+    from .pretrained import CONFIG_FILE, WEIGHTS_FILE, load_pretrained, read_release_config
     from .training.checkpoint import load_checkpoint
 
     folder = Path(source)
@@ -448,7 +448,10 @@ def load_for_evaluation(source: str, checkpoint: str) -> tuple[Any, dict[str, An
         tasks = {"Wav2Vec2ForPreTraining": "pretrain", "Wav2Vec2ForCTC": "finetune"}
         if type(model).__name__ not in tasks:
             raise ConfigError(f"{folder} holds a {type(model).__name__}, which has no task to evaluate")
-        return model, {"task": tasks[type(model).__name__]}, folder / WEIGHTS_FILE, None
+        # An exported release keeps its run's settings (the crop length, for one): evaluate as the run did.
+        description = read_release_config(folder)
+        train_values = dict(description.get("train_config", {})) | {"task": tasks[type(model).__name__]}
+        return model, train_values, folder / WEIGHTS_FILE, description.get("update")
     if checkpoint in ("best", "last"):
         names = ["checkpoint_best.pt", "checkpoint_last.pt"] if checkpoint == "best" else ["checkpoint_last.pt"]
         path = next((folder / name for name in names if (folder / name).is_file()), None)
@@ -490,6 +493,65 @@ def add_evaluate(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run_evaluate, task=None)
 
 
+# ---------------------------------------------------------------- export
+RELEASE_LOG = "train_log.jsonl"
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """A run's checkpoint as a release folder: safetensors weights, config.json with the run's
+    seed, command and metrics, and the run's log beside them."""
+    import platform
+
+    import torch
+
+    from .plots import read_log
+    from .pretrained import save_pretrained
+
+    try:
+        folder = Path(args.run_dir)
+        if not (folder / "log.jsonl").is_file():
+            raise ConfigError(f"{folder} is no run folder: it has no log.jsonl (train with pretrain or finetune)")
+        model, train_values, path, update = load_for_evaluation(str(folder), args.checkpoint)
+    except (ConfigError, ValueError, FileNotFoundError) as error:
+        return fail("export", error)
+    records = read_log(folder)
+    at_update = next((record for record in records if record["update"] == update), None)
+    if at_update is None or not any(key.startswith("dev_") for key in at_update):
+        return fail("export", f"{path} is from update {update}, which has no dev evaluation in {folder}/log.jsonl; "
+                    "export a checkpoint written at an evaluation (best, or one at eval_every)")
+    metrics = {key: value for key, value in at_update.items() if key.startswith("dev_")}
+    task = train_values["task"]
+    extra = {
+        "update": update,
+        "seed": train_values["seed"],
+        "command": args.command or f"w2v2-lite {task} {folder / 'train_config.json'}",
+        "metrics": metrics,
+        "train_config": train_values,
+        "wall_s": round(sum(record.get("wall_s", 0.0) for record in records if record["update"] <= update), 1),
+        "precision": at_update.get("precision"),
+        "trained_with": {"torch": torch.__version__, "python": platform.python_version(),
+                         "cpu_threads": torch.get_num_threads()},
+        "log": RELEASE_LOG,
+    }
+    out = save_pretrained(model, args.out, extra=extra)
+    (out / RELEASE_LOG).write_text((folder / "log.jsonl").read_text())
+    print(json.dumps({"release": str(out), "update": update} | metrics, indent=2))
+    return 0
+
+
+def add_export(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("export", help="turn a run's checkpoint into a release folder (safetensors)",
+                                   description="Write a run's best (or last, or named) checkpoint as a release: "
+                                   "model.safetensors, config.json (model config, seed, the command that trains "
+                                   "it, the dev metrics logged at that update) and the run's log as "
+                                   f"{RELEASE_LOG}. load_pretrained(OUT) and init_from=OUT read it.")
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="the run's output_dir")
+    parser.add_argument("out", metavar="OUT_DIR", help="the release folder, e.g. data/pretrained/tiny")
+    parser.add_argument("--checkpoint", default="best", help="best (default), last, or a checkpoint file")
+    parser.add_argument("--command", help="the command that reproduces the run (default: the run's train_config.json)")
+    parser.set_defaults(run=run_export)
+
+
 # ----------------------------------------------------------------- plots
 def run_plot(args: argparse.Namespace) -> int:
     from .plots import log_path_of, plot_run
@@ -524,6 +586,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_make_corpus(subparsers)
     add_training(subparsers)
     add_evaluate(subparsers)
+    add_export(subparsers)
     add_plot(subparsers)
     add_transcribe(subparsers)
     return parser

@@ -64,6 +64,8 @@ class TrainConfig:
     gumbel_anneal_fraction: share of the run over which the Gumbel temperature falls
         from its start to its floor; None keeps the model config's per-update decay.
     clip_norm: clip the gradient's total norm to this (0: no clipping).
+    tensorboard: also write every logged record to OUTPUT_DIR/tensorboard, when the
+        `tensorboard` package is installed (`tensorboard --logdir runs` shows them).
     """
 
     task: str = "pretrain"
@@ -97,6 +99,7 @@ class TrainConfig:
     keep_last: int = 2
     max_bad_updates: int = 20
     progress: bool = True
+    tensorboard: bool = True
 
     def __post_init__(self) -> None:
         self.adam_betas = tuple(self.adam_betas)  # type: ignore[assignment]
@@ -403,6 +406,8 @@ class Trainer:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             (self.output_dir / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
         log = open(self.output_dir / "log.jsonl", "a") if self.rank == 0 else None
+        board = open_tensorboard(self.output_dir / "tensorboard", self.update + 1) \
+            if self.rank == 0 and cfg.tensorboard else None
         bar = self._progress_bar(resumed)
         previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
         for sig in previous:
@@ -421,6 +426,8 @@ class Trainer:
                                         or "dev_cer" in record):
                     log.write(json.dumps(record) + "\n")
                     log.flush()
+                    if board is not None:
+                        write_scalars(board, record)
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(self._postfix(record), refresh=False)
@@ -436,6 +443,8 @@ class Trainer:
                 bar.close()
             if log is not None:
                 log.close()
+            if board is not None:
+                board.close()
         return self.history
 
     def _request_stop(self, signum: int, frame: Any) -> None:
@@ -470,6 +479,29 @@ class Trainer:
     def _warn(self, message: str) -> None:
         if self.rank == 0:
             print(f"w2v2-lite: {message}", file=sys.stderr, flush=True)
+
+
+def open_tensorboard(folder: Path, first_update: int) -> Any | None:
+    """A TensorBoard `SummaryWriter` into `folder`, or None when tensorboard is not installed.
+
+    A resumed run logs again the updates after its checkpoint: events from
+    `first_update` on are purged, as the JSON log's later records replace earlier ones.
+    """
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(folder), purge_step=first_update)
+
+
+def write_scalars(board: Any, record: dict[str, Any]) -> None:
+    """Every number of a log record as a scalar at its update: train/loss, dev/accuracy, ..."""
+    for key, value in record.items():
+        if key in ("update", "epoch") or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        tag = f"dev/{key[4:]}" if key.startswith("dev_") else f"train/{key}"
+        board.add_scalar(tag, value, record["update"])
+    board.flush()
 
 
 @torch.no_grad()
