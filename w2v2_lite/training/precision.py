@@ -4,7 +4,7 @@
 only when the CPU has bf16 instructions (AVX-512 BF16 or AMX) *and* a bf16 matrix
 product, timed once per process, runs at least `BF16_MIN_SPEEDUP` times as fast as
 fp32. The flags alone do not settle it: on one Xeon VM with avx512_bf16 and no AMX
-exposed, oneDNN's bf16 kernels ran at half the fp32 speed. CPUs without the
+exposed, oneDNN's bf16 kernels ran at half to two thirds of the fp32 speed. CPUs without the
 instructions emulate bf16 and gain nothing. The numerically delicate parts
 (Gumbel-softmax, cosine similarity, log-softmax, the losses, the norms) run in fp32
 inside the model whatever the autocast dtype.
