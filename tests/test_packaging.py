@@ -44,7 +44,7 @@ def test_extras_are_the_documented_ones():
     assert {_name(r) for r in project["dependencies"]} == {"torch", "numpy", "soundfile", "tqdm", "safetensors"}
     assert {_name(r) for r in extras["notebooks"]} == {"jupyterlab", "ipywidgets", "matplotlib", "librosa", "jupyter-book"}
     assert {_name(r) for r in extras["audio"]} == {"torchaudio", "flashlight-text"}
-    assert {_name(r) for r in extras["dev"]} == {"pytest", "nbval", "transformers"}
+    assert {_name(r) for r in extras["dev"]} == {"pytest", "nbval", "transformers", "tensorboard"}
     assert project["requires-python"] == ">=3.10"
 
 
