@@ -1,9 +1,9 @@
 """Training: one loop for pretraining and CTC fine-tuning (`loop`), with its schedules,
 precision choice, checkpoints, health monitors and data parallelism.
 
-- `loop`: `TrainConfig`, `Trainer`
+- `loop`: `TrainConfig`, `Trainer`, `evaluate`, TensorBoard events beside the JSON log
 - `schedules`: `warmup_linear_decay`, `tri_stage`, `gumbel_decay_for`
-- `precision`: `resolve_precision`, `cpu_has_bf16`
+- `precision`: `resolve_precision`, `cpu_has_bf16`, `cpu_bf16_speedup` (bf16 only where it is faster)
 - `checkpoint`: atomic, resumable checkpoints
 - `monitors`: `HealthMonitor` (collapse, NaN, blank-only CTC)
 - `distributed`: data parallelism under torchrun
