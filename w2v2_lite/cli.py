@@ -501,6 +501,7 @@ def run_export(args: argparse.Namespace) -> int:
     """A run's checkpoint as a release folder: safetensors weights, config.json with the run's
     seed, command and metrics, and the run's log beside them."""
     import platform
+    import shutil
 
     import torch
 
@@ -534,7 +535,7 @@ def run_export(args: argparse.Namespace) -> int:
         "log": RELEASE_LOG,
     }
     out = save_pretrained(model, args.out, extra=extra)
-    (out / RELEASE_LOG).write_text((folder / "log.jsonl").read_text())
+    shutil.copyfile(folder / "log.jsonl", out / RELEASE_LOG)
     print(json.dumps({"release": str(out), "update": update} | metrics, indent=2))
     return 0
 
