@@ -13,6 +13,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
 REMOTE = re.compile(r"^(https?:)?//", re.IGNORECASE)
@@ -68,11 +73,23 @@ def test_vendored_files_come_from_the_assets_target():
 def test_features_that_call_out_are_off():
     config = _config()
     assert config["launch_buttons"]["thebe"] is False
-    for key in ("binderhub_url", "jupyterhub_url", "colab_url", "deepnote_url"):
+    # Launch buttons are plain links; the only one on is Colab's, which fetches nothing until clicked.
+    for key in ("binderhub_url", "jupyterhub_url", "deepnote_url"):
         assert not config["launch_buttons"].get(key)
     assert not any(config["html"]["comments"].values())
     analytics = config["html"].get("analytics", {})
     assert not analytics.get("google_analytics_id") and not analytics.get("plausible_analytics_domain")
+
+
+def test_launch_buttons_open_the_notebooks_in_colab():
+    config = _config()
+    assert config["launch_buttons"]["colab_url"] == "https://colab.research.google.com"
+    repository = config["repository"]
+    # The launch link is {colab}/github/OWNER/REPO/blob/BRANCH/{path_to_book}/{page}.ipynb: the
+    # pages are notebooks/NAME, which is where the notebooks lie in the repository.
+    assert repository["path_to_book"] == "" and repository["branch"] == "main"
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert repository["url"] == pyproject["project"]["urls"]["Repository"]
 
 
 def test_notebooks_run_at_build_time_on_cpu_budget():

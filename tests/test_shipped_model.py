@@ -81,3 +81,33 @@ def test_it_scores_on_the_dev_speakers_what_its_log_says(description, capsys):
     # Kernel sets and corpus rebuilds move the last digits, not more.
     assert result["accuracy"] == pytest.approx(metrics["dev_accuracy"], abs=0.01)
     assert result["code_perplexity"] == pytest.approx(metrics["dev_code_perplexity"], rel=0.02)
+
+
+def test_shipped_release_is_found_from_any_working_folder(tmp_path, monkeypatch):
+    from w2v2_lite.pretrained import shipped_release
+
+    assert shipped_release("tiny") == RELEASE
+    monkeypatch.chdir(tmp_path)  # a notebook run from elsewhere finds the checkout's copy
+    assert shipped_release("tiny", download=False) == RELEASE
+    with pytest.raises(ValueError, match="ships \\['tiny'\\]"):
+        shipped_release("base")
+
+
+def test_a_release_is_fetched_whole_or_not_at_all(tmp_path):
+    # Where the package was installed without the repository (Colab), the release's files are
+    # fetched from the repository; here a file:// URL stands in for raw.githubusercontent.com.
+    from w2v2_lite.pretrained import SHIPPED_FILES, _download_release
+
+    fetched = _download_release(RELEASE.as_uri(), tmp_path / "cache" / "tiny")
+    for file in SHIPPED_FILES:
+        assert (fetched / file).read_bytes() == (RELEASE / file).read_bytes(), file
+    assert load_pretrained(fetched).config == load_pretrained(RELEASE).config
+
+    source = tmp_path / "incomplete"  # a release without its log: the fetch fails and says why
+    source.mkdir()
+    for file in ("model.safetensors", "config.json"):
+        (source / file).write_bytes((RELEASE / file).read_bytes())
+    target = tmp_path / "cache2" / "tiny"
+    with pytest.raises(FileNotFoundError, match="train_log.jsonl.*without a network"):
+        _download_release(source.as_uri(), target)
+    assert not target.exists() and not list(target.parent.iterdir())  # nothing half-written is left

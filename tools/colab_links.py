@@ -12,8 +12,9 @@ notebook gets, in its first (markdown) cell, the line
 
     REPO_URL = "https://github.com/OWNER/REPO"
 
-from which Colab installs the package. A fork changes the URL in pyproject.toml and runs
-`make colab-links`. Only those two lines are touched; outputs and metadata are kept.
+from which Colab installs the package. The book's launch buttons (book/_config.yml,
+`repository: url:`) take the same URL. A fork changes the URL in pyproject.toml and runs
+`make colab-links`. Only those lines are touched; outputs and metadata are kept.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ BRANCH = "main"
 BADGE_TEXT = "Open in Colab"
 BADGE = re.compile(r"\[" + re.escape(BADGE_TEXT) + r"\]\(https://colab\.research\.google\.com/[^)\s]*\)")
 REPO_URL_LINE = re.compile(r'^REPO_URL = "[^"\n]*"', re.MULTILINE)
+BOOK_CONFIG = ROOT / "book" / "_config.yml"
+# `  url: ...` inside the top-level `repository:` block of book/_config.yml
+BOOK_REPO_LINE = re.compile(r"^(repository:\n(?:[ \t]+.*\n)*?[ \t]+url:[ \t]*)(\S*)$", re.MULTILINE)
 GITHUB = re.compile(r"^https://github\.com/(?P<owner>[A-Za-z0-9-]+)/(?P<repo>[A-Za-z0-9._-]+?)(?:\.git)?/?$")
 
 
@@ -99,6 +103,16 @@ def rewrite(notebook: dict, path: Path, repo_url: str) -> list[str]:
     return problems
 
 
+def rewrite_book_config(text: str, repo_url: str) -> tuple[str, list[str]]:
+    """book/_config.yml with its launch buttons' repository URL set; and what was wrong."""
+    match = BOOK_REPO_LINE.search(text)
+    if match is None:
+        raise SystemExit(f"{BOOK_CONFIG}: no `repository:` block with a `url:` line for the launch buttons")
+    if match[2] == repo_url:
+        return text, []
+    return text[:match.start(2)] + repo_url + text[match.end(2):], [f"repository url is {match[2]!r}"]
+
+
 def write_notebook(path: Path, notebook: dict) -> None:
     # nbformat's own layout (indent 1, UTF-8 kept, final newline), so only edited lines show in a diff
     path.write_text(json.dumps(notebook, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
@@ -127,8 +141,15 @@ def main() -> int:
         else:
             write_notebook(path, notebook)
             print(f"{name}: updated ({'; '.join(problems)})")
+    if not args.notebooks:
+        text, problems = rewrite_book_config(BOOK_CONFIG.read_text(), repo_url)
+        if problems:
+            stale += 1
+            print(f"book/_config.yml: {'out of date' if args.check else 'updated'}: {'; '.join(problems)}")
+            if not args.check:
+                BOOK_CONFIG.write_text(text)
     if args.check and stale:
-        print(f"run `make colab-links` to write {repo_url} into {stale} notebook(s)", file=sys.stderr)
+        print(f"run `make colab-links` to write {repo_url} into {stale} file(s)", file=sys.stderr)
         return 1
     return 0
 
