@@ -10,12 +10,13 @@ STAMP := $(VENV)/.w2v2-lite-installed
 # pip repeats one warning per package for this machine's unused local indexes; keep the log readable.
 QUIET_PIP := grep -v "is ignored: it is neither a file nor a directory" || true
 
-.PHONY: help setup espeak chromium test test-package test-kernels test-notebooks book assets bench lock clean mutation
+.PHONY: help setup espeak chromium test test-package test-kernels test-notebooks book assets bench lock clean mutation lab
 
 help:
 	@echo "make setup    create $(VENV) with the pinned versions (requirements.lock) and espeak-ng"
 	@echo "make test     run the package tests (also on the portable CPU kernels) and the notebooks (nbval)"
 	@echo "make book     set up, make the data, execute the notebooks and build book/_build/html"
+	@echo "make lab      open JupyterLab on the notebooks (the chapters of the book)"
 	@echo "make bench    print speed ratios against transformers"
 	@echo "make lock     re-pin requirements.lock from the current $(VENV)"
 	@echo "make mutation mutation-test the core modules with mutmut (about two minutes; not part of make test)"
@@ -60,8 +61,15 @@ test-kernels: setup
 		ATEN_CPU_CAPABILITY=$$kernel $(PY) -m pytest $(KERNEL_TESTS) -q -m "not slow" -p no:cacheprovider || exit 1; \
 	done
 
+# Every chapter under nbval, in quick mode: W2V2_LITE_QUICK=1 shortens the notebooks' live
+# training runs (nothing else changes). notebooks/conftest.py prints each notebook's time.
 test-notebooks:
-	$(PY) -m pytest --nbval-lax notebooks -q -p no:cacheprovider
+	W2V2_LITE_QUICK=1 $(PY) -m pytest --nbval-lax notebooks -q -p no:cacheprovider
+
+# JupyterLab on the chapters, with the corpus they read made first. Jupyter refuses to run
+# as root without --allow-root (containers, Colab-like VMs), so it is passed only then.
+lab: setup data
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 # ---------------------------------------------------------------- the book
 # The built book must open offline, so MathJax, RequireJS and the ipywidgets embed

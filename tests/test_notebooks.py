@@ -226,3 +226,64 @@ def test_some_outputs_are_compared_by_nbval(path):
         source = _text(cell["source"])
         assert "perf_counter" not in source and "speak(" not in source
         assert cell.get("outputs"), "a compared cell needs its saved output"
+
+
+# ------------------------------------------------------------- the chapter pattern
+# Every chapter opens with what the reader will learn and what they need, numbers its figures
+# and captions each one, and ends with a summary and exercises whose hints are hidden until
+# asked for (<details>, which Jupyter, Colab and the book all fold).
+def _markdown(path: Path) -> list[str]:
+    return [_text(cell["source"]) for cell in _notebook(path)["cells"] if cell["cell_type"] == "markdown"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_id)
+def test_chapter_opens_with_goals_and_prerequisites(path):
+    first = _markdown(path)[0]
+    number = int(path.name.split("_", 1)[0])
+    assert re.match(rf"# {number}\. \S", first), f"the title should read '# {number}. ...'"
+    assert "**In this chapter you will**" in first and "**What you need**" in first
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_id)
+def test_chapter_ends_with_summary_and_exercises_with_hidden_hints(path):
+    text = "\n".join(_markdown(path))
+    assert "\n## Summary" in "\n" + text
+    exercises = text.split("## Exercises", 1)
+    assert len(exercises) == 2, "no '## Exercises' section"
+    items = re.findall(r"^\d\. ", exercises[1], re.MULTILINE)
+    hints = re.findall(r"<details><summary>Hint</summary>[\s\S]+?</details>", exercises[1])
+    assert 3 <= len(items) <= 4, f"{len(items)} exercises; the pattern is 3 or 4"
+    assert len(hints) == len(items), f"{len(items)} exercises but {len(hints)} hints"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_id)
+def test_every_figure_is_numbered_and_captioned(path):
+    cells = _notebook(path)["cells"]
+    numbers = []
+    for index, cell in enumerate(cells):
+        images = [o for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+        following = _text(cells[index + 1]["source"]) if index + 1 < len(cells) else ""
+        if images:
+            assert cells[index + 1]["cell_type"] == "markdown" and following.startswith("*Figure "), \
+                f"cell {index} draws a figure that the next cell does not caption ('*Figure N: ...*')"
+        if cell["cell_type"] == "markdown":
+            numbers += [int(n) for n in re.findall(r"^\*Figure (\d+):", _text(cell["source"]), re.MULTILINE)]
+    assert numbers == list(range(1, len(numbers) + 1)), f"figure numbers {numbers}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_id)
+def test_chapter_runs_on_any_device_and_reports_its_time(path):
+    code = "\n".join(_text(cell["source"]) for cell in _code_cells(path))
+    if re.search(r"\b(Wav2Vec2\w*|FeatureEncoder|Trainer|load_pretrained)\(", code):  # runs a model
+        assert "torch.cuda.is_available()" in code, "choose the GPU when there is one"
+    assert "notebook ran in" in _text(_code_cells(path)[-1]["source"])
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_id)
+def test_quick_mode_is_read_from_one_variable(path):
+    # make test sets W2V2_LITE_QUICK=1 to shorten live training; no chapter invents another switch
+    code = "\n".join(_text(cell["source"]) for cell in _code_cells(path))
+    names = set(re.findall(r"environ(?:\.get)?\(?\[?[\"'](W2V2\w*)", code))
+    assert names <= {"W2V2_LITE_QUICK", "W2V2_LITE_FAIRSEQ_CKPT"}, names
+    if "Trainer(" in code:
+        assert "W2V2_LITE_QUICK" in names, "a chapter that trains live must honour quick mode"
