@@ -9,14 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from conftest import SMALL_MODEL
 from w2v2_lite.cli import ConfigError, main, parse_value, resolve_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.json"))
 # A model small enough that an update takes a fraction of a second on one CPU core.
-SMALL_MODEL = {"num_layers": 1, "conv_layers": [[32, 10, 5]] + [[32, 3, 2]] * 4 + [[32, 2, 2]] * 2,
-               "hidden_size": 32, "num_heads": 2, "ffn_size": 64, "pos_conv_kernel": 16, "pos_conv_groups": 4,
-               "num_codes_per_group": 8, "codevector_dim": 16, "final_dim": 16, "num_negatives": 5}
+
 
 
 def test_values_are_json_when_they_parse_and_text_otherwise():
@@ -109,18 +108,6 @@ def test_help_lists_the_configs_and_the_main_keys_with_defaults(capsys):
 
 
 # ------------------------------------------------------------ real runs
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    from w2v2_lite.data import make_corpus
-    from w2v2_lite.data.corpus import CorpusConfig
-
-    root = tmp_path_factory.mktemp("corpus")
-    make_corpus(root, CorpusConfig.notebooks(pretrain_minutes=0.3, labelled_minutes=(0.2,), dev_minutes=0.1,
-                                             test_minutes=0.1, train_speakers=4, eval_speakers=2),
-                workers=2, progress=False)
-    return root
-
-
 def small_config(folder: Path, corpus: Path, task: str) -> Path:
     """A config file like those in configs/, for the tiny corpus and a very small model."""
     values = {"task": task, "train_manifest": str(corpus / ("pretrain.tsv" if task == "pretrain"

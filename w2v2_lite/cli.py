@@ -581,6 +581,48 @@ def add_plot(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run_plot)
 
 
+# ----------------------------------------------------------------- experiments
+def run_experiment(args: argparse.Namespace) -> int:
+    """Plan the grid of an experiment file, run what is not done yet, write results/NAME/."""
+    from .experiment import ExperimentError, execute, load_experiment, plan, read_result, write_results
+
+    try:
+        experiment = load_experiment(args.config, args.scale)
+        runs = plan(experiment)
+        if args.plan:
+            for run in runs:
+                state = ("release" if run.release else "done" if read_result(run) else
+                         "partly trained" if run.folder and (run.folder / "checkpoint_last.pt").is_file() else "to run")
+                print(f"{state:>14}  {run.key}  {run.folder or run.release}")
+            return 0
+        budget = experiment.spec.get("budget_minutes")
+        print(f"{experiment.name}: {len(runs)} runs" + (f", budget {budget} min on a 2-core CPU" if budget else ""))
+        records, interrupted = execute(experiment, runs, progress=not args.quiet)
+    except KeyboardInterrupt:
+        print("stopped; the same command resumes the grid", file=sys.stderr)
+        return 130
+    except (ExperimentError, ConfigError, ValueError, FileNotFoundError) as error:
+        return fail("experiment", error)
+    if interrupted:
+        return 130
+    folder = write_results(experiment, records)
+    print((folder / "table.md").read_text())
+    print(f"results in {folder}: runs.jsonl, summary.json, table.md, table.png")
+    return 0
+
+
+def add_experiment(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("experiment", help="run a grid of pretraining/fine-tuning runs; results/NAME/",
+                                   description="Run every pretraining, fine-tuning and evaluation run of an "
+                                   "experiment file (experiments/*.json). Runs are cached by the hash of their "
+                                   "config: a second call, or one after Ctrl-C, does only what is left.")
+    parser.add_argument("config", metavar="EXPERIMENT", help="an experiment file, e.g. experiments/table1.json")
+    parser.add_argument("--scale", help="apply one of the file's \"scales\" (e.g. large, for a GPU)")
+    parser.add_argument("--plan", action="store_true", help="list the runs and which are done; train nothing")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(run=run_experiment)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="w2v2-lite", description="wav2vec 2.0 from scratch: data, training, tools.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -590,6 +632,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_export(subparsers)
     add_plot(subparsers)
     add_transcribe(subparsers)
+    add_experiment(subparsers)
     return parser
 
 

@@ -1,0 +1,129 @@
+"""`w2v2-lite experiment`: a grid of runs, cached by config hash, resumable, with results files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import SMALL_MODEL
+from w2v2_lite.cli import main
+from w2v2_lite.experiment import ExperimentError, load_experiment, plan
+
+
+
+def write_experiment(folder: Path, corpus: Path, **changes) -> Path:
+    common = {"valid_manifest": str(corpus / "dev.tsv"), "max_updates": 2, "max_batch_samples": 64_000,
+              "max_batch_size": 2, "precision": "fp32", "device": "cpu", "eval_every": 2, "save_every": 2}
+    (folder / "pt.json").write_text(json.dumps(common | {
+        "task": "pretrain", "train_manifest": str(corpus / "pretrain.tsv"), "model": SMALL_MODEL,
+        "crop_samples": 32_000}))
+    (folder / "ft.json").write_text(json.dumps(common | {
+        "task": "finetune", "train_manifest": str(corpus / "train-0.2min.tsv"), "learning_rate": 5e-5,
+        "init_from": None}))
+    spec = {"name": "mini", "description": "a test grid",
+            "runs_dir": str(folder / "runs"), "results_dir": str(folder / "results"),
+            "pretrain": {"small": {"config": str(folder / "pt.json")}},
+            "finetune": {"config": str(folder / "ft.json"),
+                         "grid": {"init": {"pretrained": {"init_from": "pretrain:small"},
+                                           "scratch": {"init_from": None, "model": SMALL_MODEL}},
+                                  "seed": [1, 2]}},
+            "evaluate": {"test": str(corpus / "test.tsv")},
+            "table": {"rows": "init", "columns": "seed", "metrics": ["test_cer", "test_wer"]},
+            "scales": {"large": {"finetune": {"max_updates": 3}}}} | changes
+    path = folder / "mini.json"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def test_the_plan_is_the_product_of_the_axes_and_hashes_what_decides_the_numbers(tmp_path, corpus):
+    runs = plan(load_experiment(write_experiment(tmp_path, corpus)))
+    assert [run.key for run in runs] == [
+        "pretrain/small", "finetune/init=pretrained/seed=1", "finetune/init=pretrained/seed=2",
+        "finetune/init=scratch/seed=1", "finetune/init=scratch/seed=2"]
+    assert len({run.hash for run in runs}) == 5
+    assert runs[1].values["init_from"] == "pretrain:small" and runs[2].values["seed"] == 2
+
+    # A change to the pretraining run changes the hash of every run that starts from it, only those.
+    spec = json.loads((tmp_path / "mini.json").read_text())
+    spec["pretrain"]["small"]["set"] = {"learning_rate": 1e-3}
+    (tmp_path / "mini.json").write_text(json.dumps(spec))
+    changed = plan(load_experiment(tmp_path / "mini.json"))
+    same = [a.key for a, b in zip(runs, changed) if a.hash == b.hash]
+    assert same == ["finetune/init=scratch/seed=1", "finetune/init=scratch/seed=2"]
+    # The folder for runs and results does not enter the hash; a scale does.
+    spec["runs_dir"] = str(tmp_path / "elsewhere")
+    (tmp_path / "mini.json").write_text(json.dumps(spec))
+    assert [r.hash for r in plan(load_experiment(tmp_path / "mini.json"))] == [r.hash for r in changed]
+    scaled = plan(load_experiment(tmp_path / "mini.json", scale="large"))
+    assert scaled[0].hash == changed[0].hash and scaled[1].hash != changed[1].hash
+    assert scaled[1].folder.parent.name == "mini-large"
+
+
+def test_a_grid_runs_writes_results_and_is_not_run_twice(tmp_path, corpus, capsys, monkeypatch):
+    from w2v2_lite.training import loop
+
+    path = write_experiment(tmp_path, corpus)
+    real_train, calls = loop.Trainer.train, []
+
+    def train_and_stop_at_the_third_run(self):
+        calls.append(self.config.output_dir)
+        history = real_train(self)
+        if len(calls) == 3:
+            self.stop_requested = True  # as Ctrl-C would: the run keeps its checkpoint
+        return history
+
+    monkeypatch.setattr(loop.Trainer, "train", train_and_stop_at_the_third_run)
+    assert main(["experiment", str(path), "--quiet"]) == 130
+    assert "interrupted at update 2; the same command resumes it" in capsys.readouterr().out
+    assert len(calls) == 3 and not (tmp_path / "results").exists()
+
+    assert main(["experiment", str(path), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("done before") == 2 and len(calls) == 3 + 3  # the stopped run resumed, then two more
+    results = tmp_path / "results" / "mini"
+    records = [json.loads(line) for line in (results / "runs.jsonl").read_text().splitlines()]
+    assert [r["key"] for r in records] == sorted(r.key for r in plan(load_experiment(path)))
+    for record in records:
+        assert record["wall_s"] > 0 and record["audio_seconds_per_second"] > 0 and record["updates"] == 2
+        assert record["seed"] == record["config"]["seed"] and record["config"]["output_dir"].endswith(record["hash"][:10])
+        if record["stage"] == "finetune":
+            assert {"test_cer", "test_wer", "dev_cer"} <= set(record["metrics"])
+            assert 0 <= record["metrics"]["test_cer"]
+    summary = json.loads((results / "summary.json").read_text())["cells"]
+    assert {(cell["row"], cell["column"], cell["runs"]) for cell in summary} == {
+        ("pretrained", 1, 1), ("pretrained", 2, 1), ("scratch", 1, 1), ("scratch", 2, 1)}
+    table = (results / "table.md").read_text()
+    assert "| init | 1: test_cer |" in table and "| scratch |" in table
+    assert (results / "table.png").stat().st_size > 1000
+
+    assert main(["experiment", str(path), "--quiet"]) == 0  # everything cached: no training at all
+    assert capsys.readouterr().out.count("done before") == 5 and len(calls) == 6
+    assert main(["experiment", str(path), "--plan"]) == 0
+    assert capsys.readouterr().out.count("done ") == 5
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"nme": "x"}, "unknown key(s) ['nme']"),
+    ({"name": "a b"}, "plain name"),
+    ({"finetune": {"config": "no-such-config"}}, "no config 'no-such-config'"),
+    ({"finetune": {"config": "finetune-quick", "grid": {"init": {"x": {"init_from": "pretrain:big"}}}}},
+     "names no pretraining run"),
+    ({"finetune": {"config": "finetune-quick", "set": {"learning_rat": 1}}}, "learning_rat"),
+    ({"finetune": {"config": "finetune-quick", "grid": {"seed": 3}}}, "must be a list"),
+    ({"pretrain": {"r": {"release": "no/such/release"}}}, "has no model.safetensors"),
+])
+def test_bad_experiment_files_say_what_is_wrong(tmp_path, corpus, change, message):
+    path = write_experiment(tmp_path, corpus, **change)
+    with pytest.raises(ExperimentError) as error:
+        plan(load_experiment(path))
+    assert message in str(error.value) and str(path) in str(error.value)
+    assert main(["experiment", str(path), "--plan"]) == 2
+
+
+def test_an_unknown_scale_and_a_missing_file_are_errors(tmp_path, corpus, capsys):
+    path = write_experiment(tmp_path, corpus)
+    assert main(["experiment", str(path), "--scale", "huge"]) == 2
+    assert "no scale 'huge'; its scales are ['large']" in capsys.readouterr().err
+    assert main(["experiment", str(tmp_path / "nothing.json")]) == 2

@@ -1,0 +1,462 @@
+"""Grids of pretraining, fine-tuning and evaluation runs, cached by the hash of their config.
+
+    w2v2-lite experiment experiments/table1.json            # run (or resume) the grid
+    w2v2-lite experiment experiments/table1.json --plan     # list the runs and which are done
+
+An experiment file names the runs' configs (files in configs/) and what changes between runs:
+
+    {"name": "table1",
+     "description": "...",
+     "budget_minutes": 90,
+     "corpus": {"preset": "experiment", "folder": "data/generated/experiment"},
+     "pretrain": {"tiny": {"release": "data/pretrained/tiny"}},           # or {"config": ..., "set": ...}
+     "finetune": {"config": "finetune-tiny-10m", "set": {"max_updates": 1000},
+                  "grid": {"labels": {"10min": {"train_manifest": "..."}, "1h": {...}},
+                           "init": {"pretrained": {"init_from": "pretrain:tiny"},
+                                    "scratch": {"init_from": null}},
+                           "seed": [1, 2, 3]}},
+     "evaluate": {"test": "data/generated/experiment/test.tsv"},
+     "table": {"rows": "init", "columns": "labels", "metrics": ["test_cer", "test_wer"]},
+     "scales": {"large": {"finetune": {"max_updates": 20000}}}}
+
+Every run is the product of one value per grid axis; `set` and the axis values are TrainConfig
+keys (`model.FIELD` for one model field). `"pretrain:NAME"` in init_from stands for the named
+pretraining run's final checkpoint (or release folder). A run's folder is named after the hash
+of everything that decides its numbers (its resolved config and, for `pretrain:` references,
+the hash of that run), so an edited axis reruns only what it changes, and an interrupted grid
+resumes: finished runs are read from their `result.json`, a run cut off mid-way resumes from
+its last checkpoint. Results go to results/NAME/ (one JSON record per run, the table, a plot),
+which is committed; runs/ holds the checkpoints and is not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import os
+import platform
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+STAGES = ("pretrain", "finetune")
+RESULT_FILE = "result.json"
+# TrainConfig keys that do not change a run's numbers, so they stay out of its hash.
+NOT_HASHED = ("output_dir", "progress", "tensorboard", "num_workers", "log_every", "keep_last")
+EXPERIMENT_KEYS = {"name", "description", "budget_minutes", "corpus", "runs_dir", "results_dir",
+                   "pretrain", "finetune", "evaluate", "table", "scales"}
+
+
+class ExperimentError(ValueError):
+    """An experiment file the runner cannot use; the message names the file, the key and the fix."""
+
+
+@dataclass
+class Run:
+    """One training run of the grid.
+
+    key: readable and unique, e.g. "finetune/labels=10min/init=scratch/seed=2".
+    values: its TrainConfig values, with `pretrain:NAME` references still in place.
+    coordinates: the grid value of each axis ({"labels": "10min", "seed": 2}).
+    """
+
+    key: str
+    stage: str
+    values: dict[str, Any]
+    coordinates: dict[str, Any] = field(default_factory=dict)
+    release: str | None = None  # a pretraining "run" that is a shipped release: nothing to train
+    hash: str = ""
+    folder: Path | None = None
+
+    def reference(self) -> str:
+        """What `pretrain:NAME` stands for once this run is done: a release or a checkpoint."""
+        if self.release is not None:
+            return self.release
+        assert self.folder is not None
+        return str(self.folder / "checkpoint_last.pt")
+
+
+@dataclass
+class Experiment:
+    path: Path
+    spec: dict[str, Any]
+    scale: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec["name"] + (f"-{self.scale}" if self.scale else "")
+
+    @property
+    def runs_dir(self) -> Path:
+        return Path(self.spec.get("runs_dir", "runs/experiments")) / self.name
+
+    @property
+    def results_dir(self) -> Path:
+        return Path(self.spec.get("results_dir", "results")) / self.name
+
+
+# ------------------------------------------------------------------ reading
+def load_experiment(path: str | os.PathLike, scale: str | None = None) -> Experiment:
+    """The experiment file at `path`, checked; `scale` picks one of its "scales" overrides."""
+    path = Path(path)
+    if not path.is_file():
+        raise ExperimentError(f"no experiment file {path}; the experiments are in experiments/*.json")
+    try:
+        spec = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ExperimentError(f"{path} is not valid JSON ({error})") from None
+    if not isinstance(spec, dict):
+        raise ExperimentError(f"{path} should hold one JSON object")
+    unknown = sorted(set(spec) - EXPERIMENT_KEYS)
+    if unknown:
+        raise ExperimentError(f"{path}: unknown key(s) {unknown}; the keys are {sorted(EXPERIMENT_KEYS)}")
+    if not isinstance(spec.get("name"), str) or not spec["name"].replace("-", "").replace("_", "").isalnum():
+        raise ExperimentError(f"{path}: \"name\" must be a plain name (letters, digits, - and _), "
+                              f"not {spec.get('name')!r}: it names the results folder")
+    if "finetune" not in spec and "pretrain" not in spec:
+        raise ExperimentError(f"{path}: nothing to run; give \"pretrain\" and/or \"finetune\"")
+    if scale is not None and scale not in spec.get("scales", {}):
+        raise ExperimentError(f"{path}: no scale {scale!r}; its scales are {sorted(spec.get('scales', {}))}")
+    return Experiment(path, spec, scale)
+
+
+def _merge_set(values: dict[str, Any], overrides: dict[str, Any], where: str) -> dict[str, Any]:
+    """values with `overrides` applied; "model.FIELD" keys set one model field."""
+    from .cli import ConfigError, checked, set_key
+
+    values = {**values, "model": dict(values.get("model", {}))}
+    for key, value in overrides.items():
+        try:
+            set_key(values, key, checked(key, value, where))
+        except ConfigError as error:
+            raise ExperimentError(str(error)) from None
+    return values
+
+
+def _base_values(experiment: Experiment, stage: str, entry: dict[str, Any], where: str) -> dict[str, Any]:
+    from .cli import ConfigError, resolve_config
+
+    if "config" not in entry:
+        raise ExperimentError(f"{experiment.path}: {where} needs \"config\" (a file in configs/)")
+    try:
+        values = resolve_config(stage, entry["config"], [])
+    except ConfigError as error:
+        raise ExperimentError(f"{experiment.path}: {where}: {error}") from None
+    values = _merge_set(values, entry.get("set", {}), f"{experiment.path}: {where}.set")
+    scaled = experiment.spec.get("scales", {}).get(experiment.scale, {}).get(stage, {}) if experiment.scale else {}
+    return _merge_set(values, scaled, f"{experiment.path}: scales.{experiment.scale}.{stage}")
+
+
+def _axes(grid: dict[str, Any], where: str) -> list[tuple[str, list[tuple[Any, dict[str, Any]]]]]:
+    """[(axis, [(value, overrides), ...]), ...]: a list axis sets the key of its name (seed)."""
+    axes = []
+    for axis, values in grid.items():
+        if isinstance(values, list):
+            axes.append((axis, [(value, {axis: value}) for value in values]))
+        elif isinstance(values, dict):
+            axes.append((axis, list(values.items())))
+        else:
+            raise ExperimentError(f"{where}.grid.{axis} must be a list of values or an object of named "
+                                  f"settings, not {values!r}")
+        if not axes[-1][1]:
+            raise ExperimentError(f"{where}.grid.{axis} is empty")
+    return axes
+
+
+def plan(experiment: Experiment) -> list[Run]:
+    """Every run of the grid, pretraining first, with its hash and folder."""
+    runs: list[Run] = []
+    for name, entry in experiment.spec.get("pretrain", {}).items():
+        where = f"pretrain.{name}"
+        if "release" in entry:
+            runs.append(Run(f"pretrain/{name}", "pretrain", {}, {"pretrain": name}, release=entry["release"]))
+            continue
+        base = _base_values(experiment, "pretrain", entry, where)
+        runs += _grid_runs(experiment, "pretrain", f"pretrain/{name}", base, entry.get("grid", {}), where,
+                           {"pretrain": name})
+    if "finetune" in experiment.spec:
+        entry = experiment.spec["finetune"]
+        base = _base_values(experiment, "finetune", entry, "finetune")
+        runs += _grid_runs(experiment, "finetune", "finetune", base, entry.get("grid", {}), "finetune", {})
+    pretrained = {run.coordinates["pretrain"]: run for run in runs if run.stage == "pretrain"}
+    if any(len([r for r in runs if r.stage == "pretrain" and r.coordinates["pretrain"] == n]) > 1
+           for n in pretrained):
+        raise ExperimentError(f"{experiment.path}: a pretraining entry with a grid cannot be referenced by "
+                              "name; give each pretraining run its own entry")
+    for run in runs:
+        run.hash = _hash(run, pretrained, experiment)
+        if run.release is None:
+            run.folder = experiment.runs_dir / f"{run.key.replace('/', '-')}-{run.hash[:10]}"
+    return runs
+
+
+def _grid_runs(experiment: Experiment, stage: str, prefix: str, base: dict[str, Any], grid: dict[str, Any],
+               where: str, coordinates: dict[str, Any]) -> list[Run]:
+    axes = _axes(grid, f"{experiment.path}: {where}")
+    runs = []
+    for combination in itertools.product(*(values for _, values in axes)):
+        values, point = base, dict(coordinates)
+        for (axis, _), (value, overrides) in zip(axes, combination):
+            values = _merge_set(values, overrides, f"{experiment.path}: {where}.grid.{axis}.{value}")
+            point[axis] = value
+        key = "/".join([prefix] + [f"{axis}={value}" for (axis, _), (value, _) in zip(axes, combination)])
+        runs.append(Run(key, stage, values, point))
+    return runs
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _hash(run: Run, pretrained: dict[str, Run], experiment: Experiment) -> str:
+    """sha256 of what decides the run's numbers: its values, and what `pretrain:` names."""
+    if run.release is not None:
+        from .pretrained import WEIGHTS_FILE
+
+        weights = Path(run.release) / WEIGHTS_FILE
+        if not weights.is_file():
+            raise ExperimentError(f"{experiment.path}: {run.key}: release {run.release} has no {WEIGHTS_FILE}")
+        return _file_digest(weights)
+    values = {key: value for key, value in run.values.items() if key not in NOT_HASHED}
+    init = values.get("init_from")
+    if isinstance(init, str) and init.startswith("pretrain:"):
+        name = init.removeprefix("pretrain:")
+        if name not in pretrained:
+            raise ExperimentError(f"{experiment.path}: {run.key}: init_from {init!r} names no pretraining run; "
+                                  f"the runs are {sorted(pretrained)}")
+        values["init_from"] = "pretrain:" + pretrained[name].hash
+    text = json.dumps({"stage": run.stage, "values": values}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# ------------------------------------------------------------------ running
+def read_result(run: Run) -> dict[str, Any] | None:
+    """The run's finished record, if its folder holds one for this very hash."""
+    if run.folder is None or not (run.folder / RESULT_FILE).is_file():
+        return None
+    record = json.loads((run.folder / RESULT_FILE).read_text())
+    return record if record.get("hash") == run.hash else None
+
+
+def _resolved(run: Run, runs: list[Run]) -> dict[str, Any]:
+    values = dict(run.values)
+    init = values.get("init_from")
+    if isinstance(init, str) and init.startswith("pretrain:"):
+        source = next(r for r in runs if r.stage == "pretrain" and r.coordinates["pretrain"] == init[9:])
+        values["init_from"] = source.reference()
+    values["output_dir"] = str(run.folder)
+    return values
+
+
+def execute(experiment: Experiment, runs: list[Run], progress: bool = True,
+            echo: Any = print) -> tuple[list[dict[str, Any]], bool]:
+    """Train and evaluate every run not yet done; ([records of finished runs], interrupted)."""
+    from .cli import check_inputs, make_train_config
+    from .training.loop import Trainer
+
+    make_corpus_if_missing(experiment, echo)
+    records = []
+    for index, run in enumerate(runs, start=1):
+        where = f"[{index}/{len(runs)}] {run.key}"
+        if run.release is not None:
+            echo(f"{where}: the release {run.release}")
+            continue
+        record = read_result(run)
+        if record is not None:
+            echo(f"{where}: done before ({_metrics_text(record)})")
+            records.append(record)
+            continue
+        config = make_train_config(_resolved(run, runs) | {"progress": progress})
+        check_inputs(config)
+        echo(f"{where}: training in {run.folder}")
+        run.folder.mkdir(parents=True, exist_ok=True)
+        (run.folder / "experiment_run.json").write_text(json.dumps(
+            {"key": run.key, "hash": run.hash, "coordinates": run.coordinates, "values": run.values},
+            indent=2, default=str) + "\n")
+        began = time.perf_counter()
+        trainer = Trainer(config)
+        trainer.train()
+        if trainer.stop_requested:
+            echo(f"{where}: interrupted at update {trainer.update}; the same command resumes it")
+            return records, True
+        metrics = evaluate_run(run, config, experiment)
+        record = _record(experiment, run, config, metrics, time.perf_counter() - began)
+        _write_json(run.folder / RESULT_FILE, record)
+        echo(f"{where}: {_metrics_text(record)}")
+        records.append(record)
+    return records, False
+
+
+def make_corpus_if_missing(experiment: Experiment, echo: Any = print) -> None:
+    corpus = experiment.spec.get("corpus")
+    if not corpus:
+        return
+    folder = Path(corpus["folder"])
+    if (folder / "metadata.json").is_file():
+        return
+    from .data.corpus import CorpusConfig, make_corpus
+
+    echo(f"making the {corpus['preset']} corpus in {folder}")
+    make_corpus(folder, getattr(CorpusConfig, corpus["preset"])(), progress=True)
+
+
+def evaluate_run(run: Run, config: Any, experiment: Experiment) -> dict[str, float]:
+    """Dev metrics from the run's log, and each "evaluate" manifest scored with the best
+    checkpoint (by dev; the last one when the run has no dev set)."""
+    from .cli import evaluate_model, load_for_evaluation, make_train_config
+    from .plots import read_log
+
+    log = read_log(run.folder)
+    metrics: dict[str, float] = {}
+    evaluated = [r for r in log if any(key.startswith("dev_") for key in r)]
+    if evaluated:
+        metrics |= {key: value for key, value in evaluated[-1].items()
+                    if key.startswith("dev_") and isinstance(value, (int, float))}
+    if run.stage == "finetune":
+        model, _, _, update = load_for_evaluation(str(run.folder), "best")
+        metrics["evaluated_update"] = update
+        for name, manifest in experiment.spec.get("evaluate", {}).items():
+            values = config.to_dict() | {"valid_manifest": manifest, "progress": False, "init_from": None}
+            scored, _ = evaluate_model(model, make_train_config(values))
+            metrics |= {f"{name}_{key.removeprefix('dev_')}": value for key, value in scored.items()
+                        if isinstance(value, (int, float))}
+    return metrics
+
+
+def _record(experiment: Experiment, run: Run, config: Any, metrics: dict[str, float], wall_s: float
+            ) -> dict[str, Any]:
+    import torch
+
+    from .plots import read_log
+    from .training.distributed import pick_device
+
+    log = read_log(run.folder)
+    train_s = sum(r.get("wall_s", 0.0) for r in log)
+    audio_s = sum(r.get("wall_s", 0.0) * r.get("audio_seconds_per_second", 0.0) for r in log)
+    return {"experiment": experiment.name, "key": run.key, "stage": run.stage, "hash": run.hash,
+            "coordinates": run.coordinates, "seed": config.seed, "config": config.to_dict(),
+            "updates": log[-1]["update"] if log else 0, "wall_s": round(wall_s, 1),
+            "train_wall_s": round(train_s, 1),
+            "audio_seconds_per_second": round(audio_s / train_s, 2) if train_s else None,
+            "precision": log[-1].get("precision") if log else None,
+            "device": str(pick_device(config.device)), "torch": torch.__version__,
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "metrics": metrics}
+
+
+def _metrics_text(record: dict[str, Any]) -> str:
+    shown = {key: value for key, value in record["metrics"].items()
+             if key.startswith(("test_", "dev_")) and key.endswith(("cer", "wer", "accuracy"))}
+    text = ", ".join(f"{key} {value:.3f}" for key, value in shown.items())
+    return f"{text}; {record['wall_s']:.0f} s" if text else f"{record['wall_s']:.0f} s"
+
+
+def _write_json(path: Path, value: Any) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(value, indent=2, default=str) + "\n")
+    os.replace(temporary, path)
+
+
+# ------------------------------------------------------------------ results
+def summarise(experiment: Experiment, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per cell of the table: mean, spread (sample std) and count over the seeds."""
+    table = experiment.spec.get("table", {})
+    rows, columns = table.get("rows"), table.get("columns")
+    metrics = table.get("metrics", ["test_cer", "test_wer"])
+    cells: dict[tuple[Any, Any], list[dict[str, Any]]] = {}
+    for record in records:
+        if record["stage"] != "finetune":
+            continue
+        point = record["coordinates"]
+        cells.setdefault((point.get(rows), point.get(columns)), []).append(record)
+    summary = []
+    for (row, column), group in cells.items():
+        entry: dict[str, Any] = {"row": row, "column": column, "runs": len(group),
+                                 "seeds": sorted(r["seed"] for r in group)}
+        for metric in metrics:
+            values = [r["metrics"][metric] for r in group if metric in r["metrics"]]
+            if values:
+                entry[metric] = {"mean": statistics.fmean(values),
+                                 "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+                                 "values": values}
+        entry["wall_s"] = sum(r["wall_s"] for r in group)
+        entry["audio_seconds_per_second"] = statistics.fmean(
+            [r["audio_seconds_per_second"] for r in group if r["audio_seconds_per_second"]] or [math.nan])
+        summary.append(entry)
+    return summary
+
+
+def markdown_table(experiment: Experiment, summary: list[dict[str, Any]]) -> str:
+    table = experiment.spec.get("table", {})
+    metrics = table.get("metrics", ["test_cer", "test_wer"])
+    columns = sorted({entry["column"] for entry in summary}, key=str)
+    rows = list(dict.fromkeys(entry["row"] for entry in summary))
+    by_cell = {(entry["row"], entry["column"]): entry for entry in summary}
+    head = [str(table.get("rows", "run"))] + [f"{column}: {metric}" for column in columns for metric in metrics]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        cells = [str(row)]
+        for column in columns:
+            entry = by_cell.get((row, column), {})
+            for metric in metrics:
+                value = entry.get(metric)
+                cells.append(f"{value['mean']:.3f} ± {value['std']:.3f} (n={len(value['values'])})"
+                             if value else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_results(experiment: Experiment, records: list[dict[str, Any]]) -> Path:
+    """results/NAME/: runs.jsonl (one record per run), summary.json, table.md, and a plot."""
+    folder = experiment.results_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    ordered = sorted(records, key=lambda r: r["key"])
+    temporary = folder / "runs.jsonl.tmp"
+    temporary.write_text("".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in ordered))
+    os.replace(temporary, folder / "runs.jsonl")
+    summary = summarise(experiment, ordered)
+    _write_json(folder / "summary.json", {"experiment": experiment.name, "source": experiment.path.as_posix(),
+                                          "description": experiment.spec.get("description", ""),
+                                          "cells": summary})
+    (folder / "table.md").write_text(f"# {experiment.name}\n\n{experiment.spec.get('description', '')}\n\n"
+                                     + markdown_table(experiment, summary))
+    if summary:
+        plot_summary(experiment, summary, folder / "table.png")
+    return folder
+
+
+def plot_summary(experiment: Experiment, summary: list[dict[str, Any]], path: Path) -> None:
+    """Bars of each table metric per row and column, with the seeds' spread as error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = [m for m in experiment.spec.get("table", {}).get("metrics", ["test_cer", "test_wer"])
+               if any(m in entry for entry in summary)]
+    columns = sorted({entry["column"] for entry in summary}, key=str)
+    rows = list(dict.fromkeys(entry["row"] for entry in summary))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.5), squeeze=False)
+    width = 0.8 / max(1, len(rows))
+    for ax, metric in zip(axes[0], metrics):
+        for offset, row in enumerate(rows):
+            entries = [next((e for e in summary if e["row"] == row and e["column"] == c), {}) for c in columns]
+            means = [e[metric]["mean"] if metric in e else math.nan for e in entries]
+            spreads = [e[metric]["std"] if metric in e else 0.0 for e in entries]
+            positions = [i + (offset - (len(rows) - 1) / 2) * width for i in range(len(columns))]
+            ax.bar(positions, means, width, yerr=spreads, capsize=3, label=str(row))
+        ax.set_xticks(range(len(columns)), [str(c) for c in columns])
+        ax.set_ylabel(metric)
+        ax.set_title(metric.replace("_", " "))
+        ax.legend()
+    fig.suptitle(experiment.name)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
