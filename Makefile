@@ -96,11 +96,19 @@ $(ASSETS_STAMP):
 	cp $(NPM_PREFIX)/node_modules/requirejs/require.js $(VENDOR)/requirejs/require.js
 	@touch $@
 
-# The built pages are also opened in headless Chromium (when there is one): no request
-# may leave the machine, no page may log a console error, and no code may be cut off.
+# The built pages are then opened in headless Chromium (when there is one), driven by
+# Playwright (book/check_book.py): no request may leave the machine, no page may log a
+# console error, math must be typeset, figures and audio must load, no code may be cut
+# off, and moving each widget's control must change its picture. Screenshots of every
+# page and widget go to book/_build/screenshots. Without Chromium, only the static scan.
 book: setup data assets chromium
 	$(VENV)/bin/jupyter-book build book
-	$(PY) book/check_offline.py book/_build/html $$(command -v chromium >/dev/null && echo --browser)
+	@if command -v chromium >/dev/null; then $(MAKE) --no-print-directory book-check; \
+	else $(PY) book/check_offline.py book/_build/html; fi
+
+.PHONY: book-check
+book-check: setup  ## the browser test alone, on the book already built
+	$(PY) book/check_book.py book/_build/html --out book/_build/screenshots
 
 chromium:
 	@if command -v chromium >/dev/null; then :; \

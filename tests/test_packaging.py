@@ -42,9 +42,10 @@ def test_extras_are_the_documented_ones():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
     assert {_name(r) for r in project["dependencies"]} == {"torch", "numpy", "soundfile", "tqdm", "safetensors"}
-    assert {_name(r) for r in extras["notebooks"]} == {"jupyterlab", "ipywidgets", "matplotlib", "librosa", "jupyter-book"}
+    assert {_name(r) for r in extras["notebooks"]} == {"jupyterlab", "ipywidgets", "anywidget", "matplotlib", "librosa",
+                                                        "jupyter-book"}
     assert {_name(r) for r in extras["audio"]} == {"torchaudio", "flashlight-text"}
-    assert {_name(r) for r in extras["dev"]} == {"pytest", "nbval", "transformers", "tensorboard"}
+    assert {_name(r) for r in extras["dev"]} == {"pytest", "nbval", "transformers", "tensorboard", "playwright"}
     assert project["requires-python"] == ">=3.10"
 
 
