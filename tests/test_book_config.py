@@ -170,3 +170,10 @@ def test_check_offline_counts_console_errors():
         "console.error: bad mode",
         "network: Failed to load resource: 404 http://127.0.0.1/favicon.ico",
     ]
+
+
+def test_the_toc_lists_every_chapter_in_order():
+    toc = yaml.safe_load((BOOK / "_toc.yml").read_text())
+    chapters = _toc_files(toc.get("chapters", []))
+    notebooks = sorted(f"notebooks/{path.stem}" for path in (ROOT / "notebooks").glob("*.ipynb"))
+    assert chapters == notebooks, "book/_toc.yml should list notebooks/NN_*.ipynb, in order"
