@@ -147,7 +147,8 @@ FIGURE_CAPTIONS = r"""
   const caption = /^\s*Figure(\s+\d+)?\s*[:.]/;
   const missing = [];
   let pictures = 0, captions = 0;
-  const seen = 'img, canvas, svg.w2v2-picture, .w2v2-widget, video, audio, p > em:first-child';
+  const seen = 'img, canvas, svg.w2v2-picture, svg[role=img], .w2v2-widget, video, audio, ' +
+               'p > em:first-child';
   for (const node of root.querySelectorAll(seen)) {
     if (!node.matches('em')) {
       pictures += 1;
@@ -396,7 +397,21 @@ def check_widgets(page, result: PageResult, out: Path | None) -> None:
                 result.controls_moved += 1
             if out is not None:
                 result.screenshots.append(_element_shot(root, out / f"{stem}__after-{name}.png"))
+            # Put the control back, so that each control is tried from the widget's first picture
+            # (after p at its maximum every step is masked, and no seed could change that).
+            root.locator("[data-control]").nth(control["index"]).evaluate(RESTORE, control["value"])
+            page.evaluate(NEXT_FRAMES)
             state = root.evaluate(WIDGET_PICTURE)
+
+
+# Set a control back to a value by script, with the events a reader's change would fire.
+RESTORE = r"""
+(node, value) => {
+  node.value = value;
+  node.dispatchEvent(new Event("input", {bubbles: true}));
+  node.dispatchEvent(new Event("change", {bubbles: true}));
+}
+"""
 
 
 def _element_shot(locator, path: Path) -> Path:

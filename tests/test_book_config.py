@@ -132,7 +132,10 @@ def test_no_thebe_extension_and_otherwise_jupyter_books_defaults():
     assert "sphinx_thebe" not in extensions
     jupyter_book_config = pytest.importorskip("jupyter_book.config")
     defaults = jupyter_book_config.get_default_sphinx_config()["extensions"]
-    assert extensions == [name for name in defaults if name != "sphinx_thebe"]
+    # plus the book's own extension (book/_ext), which must be named in this list to load
+    assert extensions == [name for name in defaults if name != "sphinx_thebe"] + ["widget_state"]
+    assert _config()["sphinx"]["local_extensions"] == {"widget_state": "_ext"}
+    assert (BOOK / "_ext" / "widget_state.py").is_file()
 
 
 def test_pages_need_nothing_that_logs_a_console_error():
