@@ -287,8 +287,11 @@ def execute(experiment: Experiment, runs: list[Run], progress: bool = True,
         if trainer.stop_requested:
             echo(f"{where}: interrupted at update {trainer.update}; the same command resumes it")
             return records, True
-        metrics = evaluate_run(run, config, experiment)
-        record = _record(experiment, run, config, metrics, time.perf_counter() - began)
+        from .plots import read_log
+
+        log = read_log(run.folder)  # read once: the dev metrics and the wall time both come from it
+        metrics = evaluate_run(run, config, experiment, log)
+        record = _record(experiment, run, config, metrics, time.perf_counter() - began, log)
         _write_json(run.folder / RESULT_FILE, record)
         echo(f"{where}: {_metrics_text(record)}")
         records.append(record)
@@ -308,13 +311,11 @@ def make_corpus_if_missing(experiment: Experiment, echo: Any = print) -> None:
     make_corpus(folder, getattr(CorpusConfig, corpus["preset"])(), progress=True)
 
 
-def evaluate_run(run: Run, config: Any, experiment: Experiment) -> dict[str, float]:
+def evaluate_run(run: Run, config: Any, experiment: Experiment, log: list[dict[str, Any]]) -> dict[str, float]:
     """Dev metrics from the run's log, and each "evaluate" manifest scored with the best
     checkpoint (by dev; the last one when the run has no dev set)."""
     from .cli import evaluate_model, load_for_evaluation, make_train_config
-    from .plots import read_log
 
-    log = read_log(run.folder)
     metrics: dict[str, float] = {}
     evaluated = [r for r in log if any(key.startswith("dev_") for key in r)]
     if evaluated:
@@ -331,14 +332,12 @@ def evaluate_run(run: Run, config: Any, experiment: Experiment) -> dict[str, flo
     return metrics
 
 
-def _record(experiment: Experiment, run: Run, config: Any, metrics: dict[str, float], wall_s: float
-            ) -> dict[str, Any]:
+def _record(experiment: Experiment, run: Run, config: Any, metrics: dict[str, float], wall_s: float,
+            log: list[dict[str, Any]]) -> dict[str, Any]:
     import torch
 
-    from .plots import read_log
     from .training.distributed import pick_device
 
-    log = read_log(run.folder)
     train_s = sum(r.get("wall_s", 0.0) for r in log)
     audio_s = sum(r.get("wall_s", 0.0) * r.get("audio_seconds_per_second", 0.0) for r in log)
     return {"experiment": experiment.name, "key": run.key, "stage": run.stage, "hash": run.hash,
