@@ -224,6 +224,31 @@ def test_finetuning_from_a_pretrained_checkpoint(corpus, tmp_path):
     assert trainer.model.config.feature_grad_mult == 0.0  # the recipe's frozen feature encoder
 
 
+def test_evaluation_of_a_group_norm_model_does_not_depend_on_batching(corpus):
+    """No padding mask reaches a group_norm encoder, so evaluate() scores it one utterance at a
+    time: its CER is the CER of decoding each utterance alone (it was not, with padded batches)."""
+    from w2v2_lite.data.corpora import read_manifest
+    from w2v2_lite.data.dataset import SpeechDataset
+    from w2v2_lite.data.tokenizer import CharTokenizer
+    from w2v2_lite.decoding import greedy_decode
+    from w2v2_lite.metrics import character_error_rate
+    from w2v2_lite.training.loop import evaluate
+
+    torch.manual_seed(0)
+    model = Wav2Vec2ForCTC(ModelConfig.tiny(num_layers=1, vocab_size=len(CharTokenizer())))
+    assert model.config.extractor_mode == "group_norm"
+    utterances = read_manifest(corpus / "dev.tsv")
+    assert len({u.num_samples for u in utterances}) > 1, "the test needs utterances of different lengths"
+    alone = []
+    with torch.no_grad():
+        model.eval()
+        for item in SpeechDataset(utterances, CharTokenizer()):
+            out = model(item.waveform[None])
+            alone += greedy_decode(out.logits, out.output_lengths, CharTokenizer())
+    expected = character_error_rate([u.transcript for u in utterances], alone)
+    assert evaluate(model, str(corpus / "dev.tsv"), "finetune")["cer"] == pytest.approx(expected, rel=1e-6)
+
+
 # ------------------------------------------------------------- checkpoints
 def test_a_failed_write_leaves_the_last_checkpoint_whole(tmp_path, monkeypatch):
     checkpoint.save_checkpoint(tmp_path, {"update": 1, "weights": torch.ones(3)}, 1, keep_last=2)

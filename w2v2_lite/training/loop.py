@@ -531,8 +531,12 @@ def evaluate(model: nn.Module, manifest: str, task: str, precision: str = "fp32"
     generator = torch.Generator().manual_seed(0)  # the same masks and distractors at every evaluation
     totals: dict[str, float] = {}
     references, hypotheses = [], []
-    for start in range(0, len(dataset), 8):
-        batch = collate([dataset[i] for i in range(start, min(start + 8, len(dataset)))]).to(device)
+    # A group_norm encoder takes no padding mask (like fairseq's BASE): its normalisation
+    # would count a padded utterance's zeros, and the decoder would read the padded frames.
+    # So such a model sees one utterance at a time, and its scores do not depend on batching.
+    batch_size = 8 if collate.return_attention_mask or not labelled else 1
+    for start in range(0, len(dataset), batch_size):
+        batch = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]).to(device)
         with autocast(precision, device):
             if labelled:
                 out = model(batch.waveform, batch.attention_mask)
