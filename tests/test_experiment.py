@@ -30,7 +30,8 @@ def write_experiment(folder: Path, corpus: Path, **changes) -> Path:
                                            "scratch": {"init_from": None, "model": SMALL_MODEL}},
                                   "seed": [1, 2]}},
             "evaluate": {"test": str(corpus / "test.tsv")},
-            "table": {"rows": "init", "columns": "seed", "metrics": ["test_cer", "test_wer"]},
+            "table": {"rows": "init", "columns": "seed", "metrics": ["test_cer", "test_wer"],
+                      "ratio": {"baseline": "scratch", "metric": "test_cer"}},
             "scales": {"large": {"finetune": {"max_updates": 3}}}} | changes
     path = folder / "mini.json"
     path.write_text(json.dumps(spec))
@@ -76,7 +77,7 @@ def test_a_grid_runs_writes_results_and_is_not_run_twice(tmp_path, corpus, capsy
 
     monkeypatch.setattr(loop.Trainer, "train", train_and_stop_at_the_third_run)
     assert main(["experiment", str(path), "--quiet"]) == 130
-    assert "interrupted at update 2; the same command resumes it" in capsys.readouterr().out
+    assert "interrupted; the same command resumes it" in capsys.readouterr().out
     assert len(calls) == 3 and not (tmp_path / "results").exists()
 
     assert main(["experiment", str(path), "--quiet"]) == 0
@@ -97,6 +98,18 @@ def test_a_grid_runs_writes_results_and_is_not_run_twice(tmp_path, corpus, capsy
     table = (results / "table.md").read_text()
     assert "| init | 1: test_cer |" in table and "| scratch |" in table
     assert (results / "table.png").stat().st_size > 1000
+    # The ratio to the scratch row, per column, beside the pretraining run it starts from.
+    ratios = json.loads((results / "summary.json").read_text())["ratios"]
+    by_key = {r["key"]: r for r in records}
+    for entry in ratios:
+        assert entry["row"] == "pretrained" and entry["pretrain_updates"] == 2
+        seed = entry["column"]
+        expected = (by_key[f"finetune/init=pretrained/seed={seed}"]["metrics"]["test_cer"]
+                    / by_key[f"finetune/init=scratch/seed={seed}"]["metrics"]["test_cer"])
+        assert entry["ratio"] == pytest.approx(expected)
+        assert entry["pretrain_minutes"] == round(by_key["pretrain/small"]["wall_s"] / 60, 1)
+    assert len(ratios) == 2 and "test_cer relative to scratch" in table
+    assert (results / "ratio.png").stat().st_size > 1000
 
     assert main(["experiment", str(path), "--quiet"]) == 0  # everything cached: no training at all
     assert capsys.readouterr().out.count("done before") == 5 and len(calls) == 6
@@ -113,6 +126,7 @@ def test_a_grid_runs_writes_results_and_is_not_run_twice(tmp_path, corpus, capsy
     ({"finetune": {"config": "finetune-quick", "set": {"learning_rat": 1}}}, "learning_rat"),
     ({"finetune": {"config": "finetune-quick", "grid": {"seed": 3}}}, "must be a list"),
     ({"pretrain": {"r": {"release": "no/such/release"}}}, "has no model.safetensors"),
+    ({"table": {"rows": "init", "ratio": {"metric": "test_cer"}}}, "table.ratio needs"),
 ])
 def test_bad_experiment_files_say_what_is_wrong(tmp_path, corpus, change, message):
     path = write_experiment(tmp_path, corpus, **change)
@@ -127,3 +141,56 @@ def test_an_unknown_scale_and_a_missing_file_are_errors(tmp_path, corpus, capsys
     assert main(["experiment", str(path), "--scale", "huge"]) == 2
     assert "no scale 'huge'; its scales are ['large']" in capsys.readouterr().err
     assert main(["experiment", str(tmp_path / "nothing.json")]) == 2
+
+
+def test_jobs_train_runs_side_by_side_and_give_the_same_records(tmp_path, corpus, capsys):
+    path = write_experiment(tmp_path, corpus)
+    assert main(["experiment", str(path), "--jobs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("(1 thread; output in experiment.log)") == 5  # two cores shared by two processes
+    runs = plan(load_experiment(path))
+    for run in runs:
+        log = (run.folder / "experiment.log").read_text()
+        assert f"{run.key}: " in log and "Traceback" not in log
+    records = [json.loads(line) for line in (tmp_path / "results" / "mini" / "runs.jsonl").read_text().splitlines()]
+    assert len(records) == 4 + 1 and all(r["updates"] == 2 for r in records)
+    # A fine-tuning run started only after the pretraining run it starts from had finished.
+    pretrained = next(r for r in runs if r.key == "pretrain/small").folder / "result.json"
+    first = next(r for r in runs if r.key == "finetune/init=pretrained/seed=1").folder / "train_config.json"
+    assert pretrained.stat().st_mtime <= first.stat().st_mtime
+    assert main(["experiment", str(path), "--jobs", "2"]) == 0
+    assert capsys.readouterr().out.count("done before") == 5
+
+
+def test_ctrl_c_stops_every_job_with_a_checkpoint_and_the_same_command_resumes(tmp_path, corpus):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = write_experiment(tmp_path, corpus)
+    spec = json.loads(path.read_text())
+    spec["pretrain"] = {}
+    spec["finetune"]["grid"]["init"] = {"scratch": {"init_from": None, "model": SMALL_MODEL}}
+    spec["finetune"]["set"] = {"max_updates": 400, "eval_every": 400, "save_every": 400}
+    path.write_text(json.dumps(spec))
+    command = [sys.executable, "-m", "w2v2_lite.cli", "experiment", str(path), "--jobs", "2"]
+    parent = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    logs = [run.folder / "log.jsonl" for run in plan(load_experiment(path))]
+    deadline = time.monotonic() + 120
+    while not all(log.is_file() and log.stat().st_size for log in logs):
+        assert time.monotonic() < deadline and parent.poll() is None, parent.communicate()[0]
+        time.sleep(0.2)
+    parent.send_signal(signal.SIGINT)
+    out = parent.communicate(timeout=120)[0]
+    assert parent.returncode == 130, out
+    assert out.count("interrupted; the same command resumes it") == 2, out
+    for run in plan(load_experiment(path)):
+        assert (run.folder / "checkpoint_last.pt").is_file() and not (run.folder / "result.json").exists()
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for run in plan(load_experiment(path)):
+        record = json.loads((run.folder / "result.json").read_text())
+        assert record["updates"] == 400
+        lines = [json.loads(line) for line in (run.folder / "log.jsonl").read_text().splitlines()]
+        assert lines[-1]["update"] == 400

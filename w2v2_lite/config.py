@@ -69,6 +69,13 @@ class ModelConfig:
 
     Symbols follow the paper: G code groups of V entries each, K distractors, mask
     start probability p with span length M (fairseq's `mask_prob` is p * M).
+
+    `quantize_targets=False` is the paper's "continuous targets" ablation (section 5,
+    Table 4) and fairseq's `quantize_targets: false`: the context network still reads
+    the masked continuous latents, but the targets and distractors of the contrastive
+    loss are the latents Z themselves (after `dropout_features`), projected to
+    `final_dim`. No quantizer is built, so there is no diversity loss, no codebook
+    perplexity and no Gumbel temperature; the quantizer fields are then unused.
     """
 
     # Feature encoder (waveform X -> latents Z)
@@ -108,6 +115,7 @@ class ModelConfig:
     mask_channel_min_masks: int = 0
 
     # Quantizer (Z -> Q)
+    quantize_targets: bool = True  # False: continuous targets, Z itself (paper Table 4; see the docstring)
     num_code_groups: int = 2  # G
     num_codes_per_group: int = 320  # V
     codevector_dim: int = 256  # concatenated size of the G chosen entries
@@ -303,6 +311,8 @@ class ModelConfig:
                      "freeze_finetune_updates"):
             if getattr(self, name) < 0:
                 fail(name, "must be >= 0")
+        if not isinstance(self.quantize_targets, bool):
+            fail("quantize_targets", f"must be True or False, got {type(self.quantize_targets).__name__}")
         if self.num_code_groups < 1 or self.num_codes_per_group < 2:
             fail("num_codes_per_group" if self.num_code_groups >= 1 else "num_code_groups",
                  "the quantizer needs G >= 1 groups of V >= 2 entries")

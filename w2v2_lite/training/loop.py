@@ -351,9 +351,12 @@ class Trainer:
                 return sum(float(torch.as_tensor(getattr(out, name)).detach()) * w
                            for out, w in zip(outputs, weights)) / total
 
-            return {name: mean(name) for name in ("contrastive_loss", "diversity_loss", "feature_penalty",
-                                                  "accuracy", "code_perplexity", "softmax_perplexity")} | {
-                "temperature": outputs[0].temperature, "mask_fraction": mean("mask_fraction")}
+            # Continuous targets (no quantizer) leave the diversity loss, perplexities and
+            # temperature None: they are left out of the record, not logged as numbers.
+            names = ("contrastive_loss", "diversity_loss", "feature_penalty", "accuracy", "code_perplexity",
+                     "softmax_perplexity", "temperature", "mask_fraction")
+            return {name: outputs[0].temperature if name == "temperature" else mean(name)
+                    for name in names if getattr(outputs[0], name) is not None}
         blank = self.model.config.blank_id
         frames = [out.logits.argmax(dim=-1) for out in outputs]
         real = [torch.arange(f.shape[1], device=f.device)[None, :] < out.output_lengths[:, None]
@@ -548,7 +551,8 @@ def evaluate(model: nn.Module, manifest: str, task: str, precision: str = "fp32"
         else:
             n = out.num_masked
             for name in ("contrastive_loss", "accuracy", "code_perplexity"):
-                totals[name] = totals.get(name, 0.0) + float(getattr(out, name)) * n
+                if getattr(out, name) is not None:  # no code perplexity with continuous targets
+                    totals[name] = totals.get(name, 0.0) + float(getattr(out, name)) * n
             totals["masked"] = totals.get("masked", 0.0) + n
     model.train(was_training)
     if labelled:
