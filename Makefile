@@ -18,6 +18,7 @@ help:
 	@echo "make book     set up, make the data, execute the notebooks and build book/_build/html"
 	@echo "make lab      open JupyterLab on the notebooks (the chapters of the book)"
 	@echo "make bench    print speed ratios against transformers"
+	@echo "make experiment  Table 1 in miniature: pretrained vs scratch at 10 min and 1 h of labels (~80 min)"
 	@echo "make lock     re-pin requirements.lock from the current $(VENV)"
 	@echo "make mutation mutation-test the core modules with mutmut (about two minutes; not part of make test)"
 
@@ -126,6 +127,20 @@ data: setup  ## the small synthetic corpus the notebooks use (about a minute; a 
 
 bench: setup
 	$(PY) bench/step.py
+
+# ---------------------------------------------------------------- experiments
+# The paper's Table 1 in miniature (experiments/table1.json): 12 fine-tuning runs, about
+# 80 minutes on a 2-core CPU, two at a time. It makes the corpus and the real-speech set
+# first; results/table1/ (committed) gets the records, the table and the plots. Run again,
+# it trains nothing; after Ctrl-C the same command resumes. Another grid or scale:
+#   make experiment EXPERIMENT=experiments/ablations.json      (ablations, about 7 h)
+#   make experiment EXPERIMENT=experiments/budget.json         (pretraining budgets, about 12 h)
+#   make experiment SCALE=gpu                                  (the larger grid, on a GPU)
+EXPERIMENT ?= experiments/table1.json
+SCALE ?=
+.PHONY: experiment
+experiment: setup
+	$(VENV)/bin/w2v2-lite experiment $(EXPERIMENT) --jobs auto $(if $(SCALE),--scale $(SCALE))
 
 # ------------------------------------------------------------- mutation testing
 # mutmut (configured in pyproject.toml, [tool.mutmut]) plants one small bug at a time in

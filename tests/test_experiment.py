@@ -109,6 +109,13 @@ def test_a_grid_runs_writes_results_and_is_not_run_twice(tmp_path, corpus, capsy
         assert entry["ratio"] == pytest.approx(expected)
         assert entry["pretrain_minutes"] == round(by_key["pretrain/small"]["wall_s"] / 60, 1)
     assert len(ratios) == 2 and "test_cer relative to scratch" in table
+    for cell in summary:  # each row's pretraining run, shown beside it in the table
+        facts = cell["pretraining"]
+        assert (facts is None) == (cell["row"] == "scratch")
+        if facts:
+            assert facts["key"] == "pretrain/small" and facts["updates"] == 2 and facts["warnings"] == []
+            assert facts["dev_accuracy"] == by_key["pretrain/small"]["metrics"]["dev_accuracy"]
+    assert "| pretraining: updates |" in table and "| scratch |" in table
     assert (results / "ratio.png").stat().st_size > 1000
 
     assert main(["experiment", str(path), "--quiet"]) == 0  # everything cached: no training at all
@@ -194,3 +201,52 @@ def test_ctrl_c_stops_every_job_with_a_checkpoint_and_the_same_command_resumes(t
         assert record["updates"] == 400
         lines = [json.loads(line) for line in (run.folder / "log.jsonl").read_text().splitlines()]
         assert lines[-1]["update"] == 400
+
+
+def test_a_table_without_columns_has_one_bar_per_row(tmp_path):
+    from w2v2_lite.experiment import Experiment, write_results
+
+    spec = {"name": "abl", "results_dir": str(tmp_path), "finetune": {},
+            "table": {"rows": "pretraining", "metrics": ["test_cer"]}}
+    records = [{"key": f"finetune/pretraining={row}/seed={seed}", "stage": "finetune", "seed": seed,
+                "coordinates": {"pretraining": row, "seed": seed}, "config": {"init_from": None},
+                "wall_s": 1.0, "audio_seconds_per_second": 2.0, "metrics": {"test_cer": cer}}
+               for row, seed, cer in [("none", 1, 0.5), ("none", 2, 0.7), ("V 16", 1, 0.4), ("V 16", 2, 0.4)]]
+    folder = write_results(Experiment(tmp_path / "abl.json", spec), records)
+    table = (folder / "table.md").read_text()
+    assert "| pretraining | test_cer |" in table and "None" not in table
+    assert "| none | 0.600 ± 0.141 (n=2) |" in table and "| V 16 | 0.400 ± 0.000 (n=2) |" in table
+    assert (folder / "table.png").stat().st_size > 1000 and not (folder / "ratio.png").exists()
+
+
+def test_under_torchrun_each_run_trains_on_both_workers_and_one_writes(tmp_path, corpus):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    path = write_experiment(tmp_path, corpus)
+    spec = json.loads(path.read_text())
+    spec["pretrain"] = {}
+    spec["finetune"]["grid"]["init"] = {"scratch": {"init_from": None, "model": SMALL_MODEL}}
+    from w2v2_lite.data.corpora import read_manifest, write_manifest
+
+    labelled = [u for split in ("train-0.2min", "dev", "test") for u in read_manifest(corpus / f"{split}.tsv")]
+    write_manifest(tmp_path / "train.tsv", corpus, labelled)  # batches of one: several per worker
+    spec["finetune"]["set"] = {"max_batch_size": 1, "train_manifest": str(tmp_path / "train.tsv")}
+    path.write_text(json.dumps(spec))
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
+               "-m", "w2v2_lite.cli", "experiment", str(path), "--quiet"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env=os.environ | {"OMP_NUM_THREADS": "1"}, start_new_session=True)
+    try:
+        out = process.communicate(timeout=300)[0]
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        raise
+    assert process.returncode == 0, out[-3000:]
+    records = [json.loads(line) for line in (tmp_path / "results" / "mini" / "runs.jsonl").read_text().splitlines()]
+    assert [r["key"] for r in records] == ["finetune/init=scratch/seed=1", "finetune/init=scratch/seed=2"]
+    assert all(r["workers"] == 2 and r["updates"] == 2 and "test_cer" in r["metrics"] for r in records)
+    assert out.count("results in ") == 1 and out.count("mini: 2 runs") == 1  # the first worker speaks
+    assert main(["experiment", str(path), "--jobs", "2", "--plan"]) == 0

@@ -249,6 +249,18 @@ def test_evaluation_of_a_group_norm_model_does_not_depend_on_batching(corpus):
     assert evaluate(model, str(corpus / "dev.tsv"), "finetune")["cer"] == pytest.approx(expected, rel=1e-6)
 
 
+def test_health_warnings_are_kept_in_the_log(corpus, tmp_path, monkeypatch):
+    def warn_at_update_two(self, update, record):
+        return [f"update {update}: codebook collapse: a planted warning."] if update == 2 else []
+
+    monkeypatch.setattr(HealthMonitor, "check", warn_at_update_two)
+    Trainer(_pretrain_config(corpus, tmp_path / "run", max_updates=3, log_every=10, eval_every=10)).train()
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    warned = [r for r in records if "warnings" in r]
+    assert [r["update"] for r in warned] == [2]  # logged although log_every would skip update 2
+    assert warned[0]["warnings"] == ["update 2: codebook collapse: a planted warning."]
+
+
 # ------------------------------------------------------------- checkpoints
 def test_a_failed_write_leaves_the_last_checkpoint_whole(tmp_path, monkeypatch):
     checkpoint.save_checkpoint(tmp_path, {"update": 1, "weights": torch.ones(3)}, 1, keep_last=2)

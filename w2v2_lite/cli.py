@@ -17,6 +17,7 @@ import dataclasses
 import difflib
 import functools
 import json
+import os
 import sys
 import textwrap
 import types
@@ -611,15 +612,28 @@ def add_plot(subparsers: argparse._SubParsersAction) -> None:
 
 
 # ----------------------------------------------------------------- experiments
-def positive_int(text: str) -> int:
-    """argparse type: a whole number of at least 1."""
+def job_count(text: str) -> int:
+    """argparse type of --jobs: a whole number of at least 1, or "auto" (see `auto_jobs`)."""
+    if text == "auto":
+        return auto_jobs()
     try:
         value = int(text)
     except ValueError:
         value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1 or 'auto', not {text!r}")
     return value
+
+
+def auto_jobs() -> int:
+    """Runs to train at once: one on a GPU (it is busy enough); on a CPU one per two cores,
+    and one per core on a CPU of fewer than four (a tiny model does not keep two threads busy)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return 1
+    cores = os.cpu_count() or 1
+    return cores if cores < 4 else cores // 2
 
 
 def run_experiment(args: argparse.Namespace) -> int:
@@ -638,7 +652,8 @@ def run_experiment(args: argparse.Namespace) -> int:
         if args.only is not None:
             return run_one(experiment, runs, args.only, progress=not args.quiet)
         budget = experiment.spec.get("budget_minutes")
-        print(f"{experiment.name}: {len(runs)} runs" + (f", budget {budget} min on a 2-core CPU" if budget else ""))
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, the first worker speaks for all
+            print(f"{experiment.name}: {len(runs)} runs" + (f", budget {budget} min on a 2-core CPU" if budget else ""))
         records, interrupted = execute(experiment, runs, progress=not args.quiet and args.jobs == 1, jobs=args.jobs)
     except KeyboardInterrupt:
         print("stopped; the same command resumes the grid", file=sys.stderr)
@@ -647,6 +662,10 @@ def run_experiment(args: argparse.Namespace) -> int:
         return fail("experiment", error)
     if interrupted:
         return 130
+    from .training import distributed
+
+    if distributed.rank() != 0:  # under torchrun the first worker writes the results
+        return 0
     folder = write_results(experiment, records)
     print((folder / "table.md").read_text())
     print(f"results in {folder}: runs.jsonl, summary.json, table.md, table.png")
@@ -680,9 +699,9 @@ def add_experiment(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--scale", help="apply one of the file's \"scales\" (e.g. large, for a GPU)")
     parser.add_argument("--plan", action="store_true", help="list the runs and which are done; train nothing")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--jobs", type=positive_int, default=1,
+    parser.add_argument("--jobs", type=job_count, default=1,
                         help="train this many runs at once, each with its share of the CPU threads (default 1; "
-                        "2 on a 2-core CPU trains a tiny model's grid faster than 1)")
+                        "auto: 1 on a GPU, else one per core up to 3 cores and one per two cores above)")
     parser.add_argument("--only", metavar="KEY", help="train and score this one run of the grid (a key from --plan)")
     parser.set_defaults(run=run_experiment)
 

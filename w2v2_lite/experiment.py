@@ -268,7 +268,19 @@ def execute(experiment: Experiment, runs: list[Run], progress: bool = True, echo
     jobs > 1 trains that many runs at once, each in its own process with its share of the
     CPU threads (a tiny model keeps one core busier than two; see `execute_parallel`).
     """
-    make_corpus_if_missing(experiment, echo)
+    from .training import distributed
+
+    if distributed.init_from_environment():  # under torchrun: every worker walks the grid, each run in DDP
+        if jobs > 1:
+            raise ExperimentError("--jobs cannot be combined with torchrun: torchrun's workers already share "
+                                  "each run; give one or the other")
+        if distributed.rank() == 0:
+            make_corpus_if_missing(experiment, echo)
+        else:
+            echo = _silent  # the first worker reports for all
+        torch_barrier()
+    else:
+        make_corpus_if_missing(experiment, echo)
     if jobs > 1:
         return execute_parallel(experiment, runs, jobs, echo)
     records = []
@@ -316,11 +328,29 @@ def train_and_evaluate(experiment: Experiment, run: Run, runs: list[Run], progre
     trainer.train()
     if trainer.stop_requested:
         return None
+    if trainer.rank != 0:  # under torchrun the first worker scores the run; the others wait for its record
+        torch_barrier()
+        return read_result(run)
     log = read_log(run.folder)  # read once: the dev metrics and the wall time both come from it
     metrics = evaluate_run(run, config, experiment, log)
     record = _record(experiment, run, config, metrics, time.perf_counter() - began, log)
     _write_json(run.folder / RESULT_FILE, record)
+    torch_barrier()
     return record
+
+
+def _silent(*args: Any, **kwargs: Any) -> None:
+    pass
+
+
+def torch_barrier() -> None:
+    """Wait for every torchrun worker (nothing outside torchrun)."""
+    from .training import distributed
+
+    if distributed.is_distributed():
+        import torch.distributed
+
+        torch.distributed.barrier()
 
 
 def execute_parallel(experiment: Experiment, runs: list[Run], jobs: int,
@@ -465,7 +495,7 @@ def _record(experiment: Experiment, run: Run, config: Any, metrics: dict[str, fl
             log: list[dict[str, Any]]) -> dict[str, Any]:
     import torch
 
-    from .training.distributed import pick_device
+    from .training.distributed import pick_device, world_size
 
     train_s = sum(r.get("wall_s", 0.0) for r in log)
     audio_s = sum(r.get("wall_s", 0.0) * r.get("audio_seconds_per_second", 0.0) for r in log)
@@ -475,8 +505,9 @@ def _record(experiment: Experiment, run: Run, config: Any, metrics: dict[str, fl
             "train_wall_s": round(train_s, 1),
             "audio_seconds_per_second": round(audio_s / train_s, 2) if train_s else None,
             "precision": log[-1].get("precision") if log else None,
-            "device": str(pick_device(config.device)), "torch": torch.__version__,
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "metrics": metrics}
+            "device": str(pick_device(config.device)), "workers": world_size(), "torch": torch.__version__,
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "metrics": metrics,
+            "warnings": [warning for r in log for warning in r.get("warnings", [])]}
 
 
 def _metrics_text(record: dict[str, Any]) -> str:
@@ -493,8 +524,33 @@ def _write_json(path: Path, value: Any) -> None:
 
 
 # ------------------------------------------------------------------ results
+def pretraining_of(records: list[dict[str, Any]], group: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The record of the pretraining run the fine-tuning runs of `group` start from (None:
+    scratch, a release, or runs that start from different ones)."""
+    folders = {str(Path(r["config"].get("init_from") or "").parent) for r in group}
+    sources = [r for r in records if r["stage"] == "pretrain" and str(Path(r["config"]["output_dir"])) in folders]
+    return sources[0] if len(sources) == 1 and len(folders) == 1 else None
+
+
+def pretraining_facts(source: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What a table shows of a pretraining run: updates, wall minutes, dev metrics, warnings."""
+    if source is None:
+        return None
+    metrics = source["metrics"]
+    return {"key": source["key"], "updates": source["updates"], "minutes": round(source["wall_s"] / 60, 1),
+            "dev_accuracy": metrics.get("dev_accuracy"), "dev_code_perplexity": metrics.get("dev_code_perplexity"),
+            "warnings": [_first_sentence(warning) for warning in source.get("warnings", [])]}
+
+
+def _first_sentence(warning: str) -> str:
+    """"update 812: codebook collapse: ... codes. The diversity ..." -> "codebook collapse: ... codes (update 812)"."""
+    update, _, text = warning.partition(": ")
+    return f"{text.split('. ')[0].rstrip('.')} ({update})" if update.startswith("update ") else warning
+
+
 def summarise(experiment: Experiment, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per cell of the table: mean, spread (sample std) and count over the seeds."""
+    """One row per cell of the table: mean, spread (sample std) and count over the seeds,
+    and the pretraining run the cell's runs start from (updates, minutes, dev metrics, warnings)."""
     table = experiment.spec.get("table", {})
     rows, columns = table.get("rows"), table.get("columns")
     metrics = table.get("metrics", ["test_cer", "test_wer"])
@@ -514,6 +570,7 @@ def summarise(experiment: Experiment, records: list[dict[str, Any]]) -> list[dic
                 entry[metric] = {"mean": statistics.fmean(values),
                                  "std": statistics.stdev(values) if len(values) > 1 else 0.0,
                                  "values": values}
+        entry["pretraining"] = pretraining_facts(pretraining_of(records, group))
         entry["wall_s"] = sum(r["wall_s"] for r in group)
         entry["audio_seconds_per_second"] = statistics.fmean(
             [r["audio_seconds_per_second"] for r in group if r["audio_seconds_per_second"]] or [math.nan])
@@ -527,7 +584,11 @@ def markdown_table(experiment: Experiment, summary: list[dict[str, Any]]) -> str
     columns = sorted({entry["column"] for entry in summary}, key=str)
     rows = list(dict.fromkeys(entry["row"] for entry in summary))
     by_cell = {(entry["row"], entry["column"]): entry for entry in summary}
-    head = [str(table.get("rows", "run"))] + [f"{column}: {metric}" for column in columns for metric in metrics]
+    pretrained = any(entry.get("pretraining") for entry in summary)
+    head = [str(table.get("rows", "run"))] + [f"{column}: {metric}" if "columns" in table else metric
+                                              for column in columns for metric in metrics]
+    if pretrained:
+        head += ["pretraining: updates", "minutes", "dev accuracy", "code perplexity", "health warnings"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         cells = [str(row)]
@@ -537,6 +598,13 @@ def markdown_table(experiment: Experiment, summary: list[dict[str, Any]]) -> str
                 value = entry.get(metric)
                 cells.append(f"{value['mean']:.3f} ± {value['std']:.3f} (n={len(value['values'])})"
                              if value else "-")
+        if pretrained:
+            facts = next((e["pretraining"] for e in summary if e["row"] == row and e.get("pretraining")), None)
+            cells += ["-"] * 5 if facts is None else [
+                str(facts["updates"]), f"{facts['minutes']:.1f}",
+                "-" if facts["dev_accuracy"] is None else f"{facts['dev_accuracy']:.3f}",
+                "-" if facts["dev_code_perplexity"] is None else f"{facts['dev_code_perplexity']:.1f}",
+                "; ".join(facts["warnings"]) or "none"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -572,21 +640,17 @@ def ratio_summary(experiment: Experiment, records: list[dict[str, Any]],
     if not setting:
         return []
     baseline, metric = setting["baseline"], setting.get("metric", "test_cer")
-    pretraining = {str(Path(r["config"]["output_dir"])): r for r in records if r["stage"] == "pretrain"}
     by_cell = {(cell["row"], cell["column"]): cell for cell in summary}
     ratios = []
     for cell in summary:
         base = by_cell.get((baseline, cell["column"]))
         if cell["row"] == baseline or base is None or metric not in cell or metric not in base:
             continue
-        starts = {str(Path(r["config"]["init_from"] or "").parent) for r in records
-                  if r["stage"] == "finetune" and r["coordinates"].get(experiment.spec["table"]["rows"]) == cell["row"]}
-        source = next((pretraining[folder] for folder in starts if folder in pretraining), None)
+        source = cell.get("pretraining") or {}
         ratios.append({"row": cell["row"], "column": cell["column"], "metric": metric, "baseline": baseline,
                        "ratio": cell[metric]["mean"] / base[metric]["mean"],
-                       "pretrain_updates": source["updates"] if source else None,
-                       "pretrain_minutes": round(source["wall_s"] / 60, 1) if source else None,
-                       "pretrain_dev_accuracy": source["metrics"].get("dev_accuracy") if source else None})
+                       "pretrain_updates": source.get("updates"), "pretrain_minutes": source.get("minutes"),
+                       "pretrain_dev_accuracy": source.get("dev_accuracy")})
     return ratios
 
 
@@ -620,7 +684,8 @@ def plot_ratios(experiment: Experiment, ratios: list[dict[str, Any]], path: Path
             ax.plot(*zip(*points), marker="o", label=str(column))
     ax.axhline(1.0, color="0.5", linewidth=0.8, linestyle=":")
     ax.axhline(0.5, color="tab:red", linewidth=0.8, linestyle="--", label="halved")
-    ax.set_xscale("log")
+    if all((e["pretrain_minutes"] or 0) > 0 for e in ratios):
+        ax.set_xscale("log")
     ax.set_xlabel("pretraining wall time (minutes, this machine)")
     ax.set_ylabel(f"{ratios[0]['metric']}: pretrained / {ratios[0]['baseline']}")
     ax.set_ylim(0, max(1.2, max(e["ratio"] for e in ratios) * 1.05))
@@ -632,7 +697,8 @@ def plot_ratios(experiment: Experiment, ratios: list[dict[str, Any]], path: Path
 
 
 def plot_summary(experiment: Experiment, summary: list[dict[str, Any]], path: Path) -> None:
-    """Bars of each table metric per row and column, with the seeds' spread as error bars."""
+    """Bars of each table metric per row and column, with the seeds' spread as error bars
+    (one horizontal bar per row when the table has a single column, as an ablation table)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -642,19 +708,32 @@ def plot_summary(experiment: Experiment, summary: list[dict[str, Any]], path: Pa
                if any(m in entry for entry in summary)]
     columns = sorted({entry["column"] for entry in summary}, key=str)
     rows = list(dict.fromkeys(entry["row"] for entry in summary))
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.5), squeeze=False)
-    width = 0.8 / max(1, len(rows))
-    for ax, metric in zip(axes[0], metrics):
-        for offset, row in enumerate(rows):
-            entries = [next((e for e in summary if e["row"] == row and e["column"] == c), {}) for c in columns]
-            means = [e[metric]["mean"] if metric in e else math.nan for e in entries]
-            spreads = [e[metric]["std"] if metric in e else 0.0 for e in entries]
-            positions = [i + (offset - (len(rows) - 1) / 2) * width for i in range(len(columns))]
-            ax.bar(positions, means, width, yerr=spreads, capsize=3, label=str(row))
-        ax.set_xticks(range(len(columns)), [str(c) for c in columns])
-        ax.set_ylabel(metric)
-        ax.set_title(metric.replace("_", " "))
-        ax.legend()
+
+    def cell(row: Any, column: Any, metric: str) -> tuple[float, float]:
+        entry = next((e for e in summary if e["row"] == row and e["column"] == column), {})
+        return (entry[metric]["mean"], entry[metric]["std"]) if metric in entry else (math.nan, 0.0)
+
+    if len(columns) == 1:
+        fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics) + 2.5, 0.35 * len(rows) + 1.2),
+                                 squeeze=False, sharey=True)
+        for ax, metric in zip(axes[0], metrics):
+            means, spreads = zip(*(cell(row, columns[0], metric) for row in rows))
+            ax.barh(range(len(rows)), means, xerr=spreads, capsize=3, color="tab:blue")
+            ax.set_yticks(range(len(rows)), [str(row) for row in rows])
+            ax.invert_yaxis()
+            ax.set_xlabel(metric)
+    else:
+        fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.5), squeeze=False)
+        width = 0.8 / max(1, len(rows))
+        for ax, metric in zip(axes[0], metrics):
+            for offset, row in enumerate(rows):
+                means, spreads = zip(*(cell(row, column, metric) for column in columns))
+                positions = [i + (offset - (len(rows) - 1) / 2) * width for i in range(len(columns))]
+                ax.bar(positions, means, width, yerr=spreads, capsize=3, label=str(row))
+            ax.set_xticks(range(len(columns)), [str(c) for c in columns])
+            ax.set_ylabel(metric)
+            ax.set_title(metric.replace("_", " "))
+            ax.legend()
     fig.suptitle(experiment.name)
     fig.tight_layout()
     fig.savefig(path, dpi=80)

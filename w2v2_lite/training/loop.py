@@ -332,8 +332,11 @@ class Trainer:
                   "sample_size": size, "audio_seconds_per_second": seconds * self.world_size / max(wall, 1e-9),
                   "wall_s": wall}
         record.update(self._diagnostics(outputs, micro_batches))
-        for message in self.monitor.check(self.update, record):
+        warnings = self.monitor.check(self.update, record)
+        for message in warnings:
             self._warn(message)
+        if warnings:  # kept in log.jsonl too, where an experiment's table reads them
+            record["warnings"] = warnings
         return record
 
     def _parameters_to_update(self) -> list[nn.Parameter]:
@@ -426,7 +429,7 @@ class Trainer:
                     record |= {f"dev_{k}": v for k, v in self.evaluate().items()}
                 self.history.append(record)
                 if log is not None and (self.update % cfg.log_every == 0 or "dev_accuracy" in record
-                                        or "dev_cer" in record):
+                                        or "dev_cer" in record or "warnings" in record):
                     log.write(json.dumps(record) + "\n")
                     log.flush()
                     if board is not None:
