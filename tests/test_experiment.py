@@ -250,3 +250,66 @@ def test_under_torchrun_each_run_trains_on_both_workers_and_one_writes(tmp_path,
     assert all(r["workers"] == 2 and r["updates"] == 2 and "test_cer" in r["metrics"] for r in records)
     assert out.count("results in ") == 1 and out.count("mini: 2 runs") == 1  # the first worker speaks
     assert main(["experiment", str(path), "--jobs", "2", "--plan"]) == 0
+
+
+def test_self_training_labels_the_audio_with_the_teacher_then_trains_students(tmp_path, corpus, capsys):
+    from w2v2_lite.data.corpora import read_manifest
+
+    path = write_experiment(tmp_path, corpus)
+    spec = json.loads(path.read_text())
+    spec["finetune"]["grid"]["init"]["self-training"] = {"init_from": "pretrain:small",
+                                                         "train_manifest": "pseudolabel:st"}
+    spec["finetune"]["exclude"] = [{"init": "self-training", "seed": 2}, {"init": "scratch"}]
+    spec["pseudolabel"] = {"st": {"teacher": "finetune/init=pretrained/seed=1", "audio": str(corpus / "pretrain.tsv"),
+                                  "labelled": str(corpus / "train-0.2min.tsv"), "score_on": str(corpus / "dev.tsv"),
+                                  "beam": 4}}
+    path.write_text(json.dumps(spec))
+    runs = plan(load_experiment(path))
+    assert [run.key for run in runs] == [
+        "pretrain/small", "finetune/init=pretrained/seed=1", "finetune/init=pretrained/seed=2",
+        "pseudolabel/st", "finetune/init=self-training/seed=1"]
+    # The student's hash follows its teacher's: a change to the teacher reruns the labelling and the student.
+    spec["finetune"]["set"] = {"learning_rate": 1e-4}
+    path.write_text(json.dumps(spec))
+    changed = plan(load_experiment(path))
+    assert all(a.hash != b.hash for a, b in zip(runs[1:], changed[1:]))
+
+    assert main(["experiment", str(path), "--quiet"]) == 0
+    labelling = next(run for run in changed if run.key == "pseudolabel/st")
+    record = json.loads((labelling.folder / "result.json").read_text())
+    pretrain = [u for u in read_manifest(corpus / "pretrain.tsv") if u.num_samples >= 32_000]
+    labelled = read_manifest(corpus / "train-0.2min.tsv")
+    assert record["metrics"]["labelled_utterances"] == len(labelled)
+    assert record["metrics"]["pseudo_utterances"] + record["metrics"]["pseudo_empty"] == len(pretrain)
+    assert 0 <= record["metrics"]["dev_cer"] and record["teacher"]["key"] == "finetune/init=pretrained/seed=1"
+    written = read_manifest(labelling.folder / "train.tsv")
+    assert written[:len(labelled)] == labelled and len(written) == len(labelled) + record["metrics"]["pseudo_utterances"]
+    student = json.loads((changed[-1].folder / "result.json").read_text())
+    assert student["config"]["train_manifest"] == str(labelling.folder / "train.tsv")
+    assert student["config"]["init_from"].endswith("checkpoint_last.pt")
+    records = [json.loads(line) for line in (tmp_path / "results" / "mini" / "runs.jsonl").read_text().splitlines()]
+    assert {r["stage"] for r in records} == {"pretrain", "finetune", "pseudolabel"}
+    summary = json.loads((tmp_path / "results" / "mini" / "summary.json").read_text())["cells"]
+    assert {(c["row"], c["column"]) for c in summary} == {("pretrained", 1), ("pretrained", 2), ("self-training", 1)}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"pseudolabel": {"st": {"teacher": "finetune/nothing", "audio": "a.tsv", "labelled": "b.tsv"}}},
+     "is no fine-tuning run of the grid"),
+    ({"pseudolabel": {"st": {"audio": "a.tsv"}}}, "needs ['teacher', 'labelled']"),
+    ({"pseudolabel": {"st": {"teacher": "x", "audio": "a", "labelled": "b", "beems": 3}}}, "give an object"),
+])
+def test_bad_pseudolabel_entries_say_what_is_wrong(tmp_path, corpus, change, message):
+    path = write_experiment(tmp_path, corpus, **change)
+    with pytest.raises(ExperimentError) as error:
+        plan(load_experiment(path))
+    assert message in str(error.value)
+
+
+def test_a_student_naming_no_pseudolabel_entry_is_an_error(tmp_path, corpus):
+    path = write_experiment(tmp_path, corpus)
+    spec = json.loads(path.read_text())
+    spec["finetune"]["grid"]["init"]["self-training"] = {"train_manifest": "pseudolabel:nothing"}
+    path.write_text(json.dumps(spec))
+    with pytest.raises(ExperimentError, match="names no \"pseudolabel\" entry"):
+        plan(load_experiment(path))

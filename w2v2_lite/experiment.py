@@ -14,7 +14,11 @@ An experiment file names the runs' configs (files in configs/) and what changes 
                   "grid": {"labels": {"10min": {"train_manifest": "..."}, "1h": {...}},
                            "init": {"pretrained": {"init_from": "pretrain:tiny"},
                                     "scratch": {"init_from": null}},
-                           "seed": [1, 2, 3]}},
+                           "seed": [1, 2, 3]},
+                  "exclude": [{"labels": "1h", "init": "self-training"}]},   # optional: points to skip
+     "pseudolabel": {"st": {"teacher": "finetune/labels=10min/init=pretrained/seed=1",   # optional:
+                            "audio": ".../pretrain.tsv", "labelled": ".../train-10min.tsv",  # self-training
+                            "score_on": ".../dev.tsv", "lm_order": 3, "beam": 50}},
      "evaluate": {"test": "data/generated/experiment/test.tsv"},
      "table": {"rows": "init", "columns": "labels", "metrics": ["test_cer", "test_wer"],
                "ratio": {"baseline": "scratch", "metric": "test_cer"}},      # optional: ratio.png
@@ -22,9 +26,11 @@ An experiment file names the runs' configs (files in configs/) and what changes 
 
 Every run is the product of one value per grid axis; `set` and the axis values are TrainConfig
 keys (`model.FIELD` for one model field). `"pretrain:NAME"` in init_from stands for the named
-pretraining run's final checkpoint (or release folder). A run's folder is named after the hash
-of everything that decides its numbers (its resolved config and, for `pretrain:` references,
-the hash of that run), so an edited axis reruns only what it changes, and an interrupted grid
+pretraining run's final checkpoint (or release folder); `"pseudolabel:NAME"` in train_manifest
+for the labelled + pseudo-labelled set that the named entry writes, once its teacher (a
+fine-tuning run of the grid) is trained (see `selftraining`). A run's folder is named after the
+hash of everything that decides its numbers (its resolved config and the hashes of the runs it
+references), so an edited axis reruns only what it changes, and an interrupted grid
 resumes: finished runs are read from their `result.json`, a run cut off mid-way resumes from
 its last checkpoint. Results go to results/NAME/ (one JSON record per run, the table, a plot),
 which is committed; runs/ holds the checkpoints and is not.
@@ -46,10 +52,15 @@ from typing import Any
 
 STAGES = ("pretrain", "finetune")
 RESULT_FILE = "result.json"
+PSEUDOLABELLED_MANIFEST = "train.tsv"  # a pseudo-labelling run's labelled + pseudo-labelled set
 # TrainConfig keys that do not change a run's numbers, so they stay out of its hash.
 NOT_HASHED = ("output_dir", "progress", "tensorboard", "num_workers", "log_every", "keep_last")
 EXPERIMENT_KEYS = {"name", "description", "budget_minutes", "corpus", "runs_dir", "results_dir",
-                   "pretrain", "finetune", "evaluate", "table", "scales"}
+                   "pretrain", "finetune", "pseudolabel", "evaluate", "table", "scales"}
+# A "pseudolabel" entry: the finished fine-tuning run that labels, the audio it labels, the
+# labelled set the students also train on (its .wrd counts the LM), and how it decodes.
+PSEUDOLABEL_KEYS = {"teacher": None, "audio": None, "labelled": None, "score_on": "",
+                    "lm_order": 3, "lm_weight": 2.0, "word_score": 0.0, "beam": 50}
 
 
 class ExperimentError(ValueError):
@@ -183,27 +194,60 @@ def plan(experiment: Experiment) -> list[Run]:
         base = _base_values(experiment, "pretrain", entry, where)
         runs += _grid_runs(experiment, "pretrain", f"pretrain/{name}", base, entry.get("grid", {}), where,
                            {"pretrain": name})
+    students: list[Run] = []
     if "finetune" in experiment.spec:
         entry = experiment.spec["finetune"]
         base = _base_values(experiment, "finetune", entry, "finetune")
-        runs += _grid_runs(experiment, "finetune", "finetune", base, entry.get("grid", {}), "finetune", {})
+        finetuning = _grid_runs(experiment, "finetune", "finetune", base, entry.get("grid", {}), "finetune", {},
+                                entry.get("exclude", []))
+        students = [run for run in finetuning if str(run.values.get("train_manifest")).startswith("pseudolabel:")]
+        runs += [run for run in finetuning if run not in students]
+    runs += _pseudolabel_runs(experiment, runs) + students  # teachers, then labelling, then students
     pretrained = {run.coordinates["pretrain"]: run for run in runs if run.stage == "pretrain"}
     if any(len([r for r in runs if r.stage == "pretrain" and r.coordinates["pretrain"] == n]) > 1
            for n in pretrained):
         raise ExperimentError(f"{experiment.path}: a pretraining entry with a grid cannot be referenced by "
                               "name; give each pretraining run its own entry")
-    for run in runs:
-        run.hash = _hash(run, pretrained, experiment)
+    for run in runs:  # in order, so that a run's references are hashed before it
+        run.hash = _hash(run, pretrained, experiment, runs)
         if run.release is None:
             run.folder = experiment.runs_dir / f"{run.key.replace('/', '-')}-{run.hash[:10]}"
     return runs
 
 
+def _pseudolabel_runs(experiment: Experiment, runs: list[Run]) -> list[Run]:
+    """One run per "pseudolabel" entry, its values complete (defaults filled in)."""
+    labelling = []
+    keys = [run.key for run in runs if run.stage == "finetune"]
+    for name, entry in experiment.spec.get("pseudolabel", {}).items():
+        where = f"{experiment.path}: pseudolabel.{name}"
+        if not isinstance(entry, dict) or set(entry) - set(PSEUDOLABEL_KEYS):
+            raise ExperimentError(f"{where}: give an object with the keys {sorted(PSEUDOLABEL_KEYS)}, not {entry!r}")
+        missing = [key for key, default in PSEUDOLABEL_KEYS.items() if default is None and key not in entry]
+        if missing:
+            raise ExperimentError(f"{where}: needs {missing} (teacher: a fine-tuning run's key, as --plan lists "
+                                  "them; audio: the manifest to label; labelled: the labelled manifest)")
+        if entry["teacher"] not in keys:
+            raise ExperimentError(f"{where}: the teacher {entry['teacher']!r} is no fine-tuning run of the grid "
+                                  f"that trains on true labels; they are {keys}")
+        labelling.append(Run(f"pseudolabel/{name}", "pseudolabel", PSEUDOLABEL_KEYS | entry, {"pseudolabel": name}))
+    return labelling
+
+
 def _grid_runs(experiment: Experiment, stage: str, prefix: str, base: dict[str, Any], grid: dict[str, Any],
-               where: str, coordinates: dict[str, Any]) -> list[Run]:
+               where: str, coordinates: dict[str, Any], exclude: list[dict[str, Any]] | None = None) -> list[Run]:
+    """The product of the grid's axes, less the points that match an `exclude` entry
+    (e.g. {"labels": "1h", "init": "self-training"}: every key of the entry matches)."""
     axes = _axes(grid, f"{experiment.path}: {where}")
+    for entry in exclude or []:
+        if not isinstance(entry, dict) or not set(entry) <= {axis for axis, _ in axes}:
+            raise ExperimentError(f"{experiment.path}: {where}.exclude: {entry!r} should map grid axes "
+                                  f"({[axis for axis, _ in axes]}) to values")
     runs = []
     for combination in itertools.product(*(values for _, values in axes)):
+        point = {axis: value for (axis, _), (value, _) in zip(axes, combination)}
+        if any(all(point[axis] == value for axis, value in entry.items()) for entry in exclude or []):
+            continue
         values, point = base, dict(coordinates)
         for (axis, _), (value, overrides) in zip(axes, combination):
             values = _merge_set(values, overrides, f"{experiment.path}: {where}.grid.{axis}.{value}")
@@ -221,8 +265,13 @@ def _file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _hash(run: Run, pretrained: dict[str, Run], experiment: Experiment) -> str:
-    """sha256 of what decides the run's numbers: its values, and what `pretrain:` names."""
+def _hash(run: Run, pretrained: dict[str, Run], experiment: Experiment, runs: list[Run]) -> str:
+    """sha256 of what decides the run's numbers: its values, and the hashes of the runs its
+    `pretrain:`/`pseudolabel:` references (or a pseudo-labelling's teacher) name."""
+    if run.stage == "pseudolabel":
+        teacher = next(r for r in runs if r.key == run.values["teacher"])
+        text = json.dumps({"stage": run.stage, "values": run.values | {"teacher": teacher.hash}}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
     if run.release is not None:
         from .pretrained import WEIGHTS_FILE
 
@@ -238,6 +287,13 @@ def _hash(run: Run, pretrained: dict[str, Run], experiment: Experiment) -> str:
             raise ExperimentError(f"{experiment.path}: {run.key}: init_from {init!r} names no pretraining run; "
                                   f"the runs are {sorted(pretrained)}")
         values["init_from"] = "pretrain:" + pretrained[name].hash
+    source = values.get("train_manifest")
+    if isinstance(source, str) and source.startswith("pseudolabel:"):
+        labelling = next((r for r in runs if r.key == "pseudolabel/" + source.removeprefix("pseudolabel:")), None)
+        if labelling is None:
+            raise ExperimentError(f"{experiment.path}: {run.key}: train_manifest {source!r} names no \"pseudolabel\" "
+                                  f"entry; they are {sorted(experiment.spec.get('pseudolabel', {}))}")
+        values["train_manifest"] = "pseudolabel:" + labelling.hash
     text = json.dumps({"stage": run.stage, "values": values}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -257,8 +313,27 @@ def _resolved(run: Run, runs: list[Run]) -> dict[str, Any]:
     if isinstance(init, str) and init.startswith("pretrain:"):
         source = next(r for r in runs if r.stage == "pretrain" and r.coordinates["pretrain"] == init[9:])
         values["init_from"] = source.reference()
+    manifest = values.get("train_manifest")
+    if isinstance(manifest, str) and manifest.startswith("pseudolabel:"):
+        labelling = next(r for r in runs if r.key == "pseudolabel/" + manifest.removeprefix("pseudolabel:"))
+        assert labelling.folder is not None
+        values["train_manifest"] = str(labelling.folder / PSEUDOLABELLED_MANIFEST)
     values["output_dir"] = str(run.folder)
     return values
+
+
+def dependencies(run: Run, runs: list[Run]) -> list[Run]:
+    """The runs that must be finished before `run` starts (releases need nothing)."""
+    if run.stage == "pseudolabel":
+        return [r for r in runs if r.key == run.values["teacher"]]
+    needed = []
+    init, manifest = run.values.get("init_from"), run.values.get("train_manifest")
+    if isinstance(init, str) and init.startswith("pretrain:"):
+        needed += [r for r in runs if r.stage == "pretrain" and r.release is None
+                   and r.coordinates["pretrain"] == init.removeprefix("pretrain:")]
+    if isinstance(manifest, str) and manifest.startswith("pseudolabel:"):
+        needed += [r for r in runs if r.key == "pseudolabel/" + manifest.removeprefix("pseudolabel:")]
+    return needed
 
 
 def execute(experiment: Experiment, runs: list[Run], progress: bool = True, echo: Any = print,
@@ -294,7 +369,7 @@ def execute(experiment: Experiment, runs: list[Run], progress: bool = True, echo
             echo(f"{where}: done before ({_metrics_text(record)})")
             records.append(record)
             continue
-        echo(f"{where}: training in {run.folder}")
+        echo(f"{where}: {'labelling' if run.stage == 'pseudolabel' else 'training'} in {run.folder}")
         record = train_and_evaluate(experiment, run, runs, progress)
         if record is None:
             echo(f"{where}: interrupted; the same command resumes it")
@@ -311,12 +386,13 @@ def train_and_evaluate(experiment: Experiment, run: Run, runs: list[Run], progre
     from .plots import read_log
     from .training.loop import Trainer
 
-    missing = [r.key for r in runs if r.stage == "pretrain" and r.release is None and read_result(r) is None
-               and run.values.get("init_from") == f"pretrain:{r.coordinates['pretrain']}"]
+    missing = [r.key for r in dependencies(run, runs) if read_result(r) is None]
     if missing:
-        raise ExperimentError(f"{experiment.path}: {run.key} starts from {missing[0]}, which is not trained yet; "
+        raise ExperimentError(f"{experiment.path}: {run.key} needs {missing[0]}, which is not done yet; "
                               "run the whole experiment (without --only) first")
     assert run.folder is not None
+    if run.stage == "pseudolabel":
+        return label_with_teacher(experiment, run, runs, progress)
     config = make_train_config(_resolved(run, runs) | {"progress": progress})
     check_inputs(config)
     run.folder.mkdir(parents=True, exist_ok=True)
@@ -353,6 +429,48 @@ def torch_barrier() -> None:
         torch.distributed.barrier()
 
 
+def label_with_teacher(experiment: Experiment, run: Run, runs: list[Run], progress: bool = True) -> dict[str, Any]:
+    """A "pseudolabel" run: the teacher's best checkpoint decodes the audio (beam search with
+    a word n-gram counted from the labelled transcripts), and labelled + pseudo-labelled are
+    written as one manifest; scored first on `score_on` (a labelled manifest), which says how
+    good the pseudo-labels are (the unlabelled audio has no transcripts to compare with)."""
+    from .cli import load_for_evaluation
+    from .data.corpora import read_manifest
+    from .data.tokenizer import CharTokenizer
+    from .decoding import BeamSearchDecoder, NGramLM, read_transcripts
+    from .metrics import character_error_rate, word_error_rate
+    from .selftraining import pseudo_label, write_training_set
+    from .training.distributed import pick_device
+
+    assert run.folder is not None
+    values = run.values
+    teacher = next(r for r in runs if r.key == values["teacher"])
+    began = time.perf_counter()
+    model, _, checkpoint, update = load_for_evaluation(str(teacher.folder), "best")
+    tokenizer = CharTokenizer()
+    lm = (NGramLM.from_sentences(read_transcripts(Path(values["labelled"]).with_suffix(".wrd"), tokenizer),
+                                 values["lm_order"]) if values["lm_order"] else None)
+    decode = BeamSearchDecoder(tokenizer, values["beam"], lm, values["lm_weight"], values["word_score"])
+    device = pick_device("auto")
+    metrics: dict[str, Any] = {}
+    if values["score_on"]:
+        scored = pseudo_label(model, values["score_on"], decode, device, progress)
+        truth = {u.path: u.transcript for u in read_manifest(values["score_on"])}
+        references, hypotheses = [truth[u.path] for u in scored], [u.transcript for u in scored]
+        metrics |= {"dev_cer": character_error_rate(references, hypotheses),
+                    "dev_wer": word_error_rate(references, hypotheses)}
+    run.folder.mkdir(parents=True, exist_ok=True)
+    pseudo = pseudo_label(model, values["audio"], decode, device, progress)
+    metrics |= write_training_set(run.folder / PSEUDOLABELLED_MANIFEST, read_manifest(values["labelled"]), pseudo)
+    record = {"experiment": experiment.name, "key": run.key, "stage": run.stage, "hash": run.hash,
+              "coordinates": run.coordinates, "seed": None, "config": dict(values),
+              "teacher": {"key": teacher.key, "checkpoint": str(checkpoint), "update": update},
+              "lm_words": len(lm.vocabulary) if lm else 0, "updates": 0,
+              "wall_s": round(time.perf_counter() - began, 1), "device": str(device), "metrics": metrics}
+    _write_json(run.folder / RESULT_FILE, record)
+    return record
+
+
 def execute_parallel(experiment: Experiment, runs: list[Run], jobs: int,
                      echo: Any = print) -> tuple[list[dict[str, Any]], bool]:
     """`execute` with `jobs` runs at a time, each one `w2v2-lite experiment FILE --only KEY`
@@ -377,12 +495,9 @@ def execute_parallel(experiment: Experiment, runs: list[Run], jobs: int,
             records[run.key] = record
         else:
             pending.append(run)
-    pretraining = {r.coordinates["pretrain"]: r for r in runs if r.stage == "pretrain" and r.release is None}
 
     def ready(run: Run) -> bool:
-        init = run.values.get("init_from")
-        source = pretraining.get(init[9:]) if isinstance(init, str) and init.startswith("pretrain:") else None
-        return source is None or source.key in records
+        return all(needed.key in records for needed in dependencies(run, runs))
 
     running: dict[str, tuple[Any, Run, Any]] = {}
     failed: list[str] = []
