@@ -215,7 +215,7 @@ def test_a_table_without_columns_has_one_bar_per_row(tmp_path):
     folder = write_results(Experiment(tmp_path / "abl.json", spec), records)
     table = (folder / "table.md").read_text()
     assert "| pretraining | test_cer |" in table and "None" not in table
-    assert "| none | 0.600 ± 0.141 (n=2) |" in table and "| V 16 | 0.400 ± 0.000 (n=2) |" in table
+    assert "| none | 0.600 ± 0.141 (n=2) | 0.0 | 2.0 |" in table and "| V 16 | 0.400 ± 0.000 (n=2) |" in table
     assert (folder / "table.png").stat().st_size > 1000 and not (folder / "ratio.png").exists()
 
 

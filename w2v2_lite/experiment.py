@@ -702,6 +702,7 @@ def markdown_table(experiment: Experiment, summary: list[dict[str, Any]]) -> str
     pretrained = any(entry.get("pretraining") for entry in summary)
     head = [str(table.get("rows", "run"))] + [f"{column}: {metric}" if "columns" in table else metric
                                               for column in columns for metric in metrics]
+    head += ["minutes (all runs)", "audio s/s"]
     if pretrained:
         head += ["pretraining: updates", "minutes", "dev accuracy", "code perplexity", "health warnings"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -713,6 +714,10 @@ def markdown_table(experiment: Experiment, summary: list[dict[str, Any]]) -> str
                 value = entry.get(metric)
                 cells.append(f"{value['mean']:.3f} ± {value['std']:.3f} (n={len(value['values'])})"
                              if value else "-")
+        group = [entry for entry in summary if entry["row"] == row]
+        speeds = [entry["audio_seconds_per_second"] for entry in group if not math.isnan(entry["audio_seconds_per_second"])]
+        cells += [f"{sum(entry['wall_s'] for entry in group) / 60:.1f}",
+                  f"{statistics.fmean(speeds):.1f}" if speeds else "-"]
         if pretrained:
             facts = next((e["pretraining"] for e in summary if e["row"] == row and e.get("pretraining")), None)
             cells += ["-"] * 5 if facts is None else [
