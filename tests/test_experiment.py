@@ -182,7 +182,10 @@ def test_ctrl_c_stops_every_job_with_a_checkpoint_and_the_same_command_resumes(t
     spec["finetune"]["set"] = {"max_updates": 400, "eval_every": 400, "save_every": 400}
     path.write_text(json.dumps(spec))
     command = [sys.executable, "-m", "w2v2_lite.cli", "experiment", str(path), "--jobs", "2"]
-    parent = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # SIGINT as a terminal would deliver it: a shell's background job (CI's, say) starts its
+    # children with SIGINT ignored, and Python then installs no KeyboardInterrupt handler.
+    parent = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     logs = [run.folder / "log.jsonl" for run in plan(load_experiment(path))]
     deadline = time.monotonic() + 120
     while not all(log.is_file() and log.stat().st_size for log in logs):
