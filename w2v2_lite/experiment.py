@@ -442,6 +442,8 @@ def label_with_teacher(experiment: Experiment, run: Run, runs: list[Run], progre
     from .selftraining import pseudo_label, write_training_set
     from .training.distributed import pick_device
 
+    import torch
+
     assert run.folder is not None
     values = run.values
     teacher = next(r for r in runs if r.key == values["teacher"])
@@ -466,7 +468,8 @@ def label_with_teacher(experiment: Experiment, run: Run, runs: list[Run], progre
               "coordinates": run.coordinates, "seed": None, "config": dict(values),
               "teacher": {"key": teacher.key, "checkpoint": str(checkpoint), "update": update},
               "lm_words": len(lm.vocabulary) if lm else 0, "updates": 0,
-              "wall_s": round(time.perf_counter() - began, 1), "device": str(device), "metrics": metrics}
+              "wall_s": round(time.perf_counter() - began, 1), "device": str(device), "torch": torch.__version__,
+              "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "metrics": metrics}
     _write_json(run.folder / RESULT_FILE, record)
     return record
 
