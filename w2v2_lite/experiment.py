@@ -749,7 +749,7 @@ def write_results(experiment: Experiment, records: list[dict[str, Any]]) -> Path
                                      + markdown_table(experiment, summary) + markdown_ratios(experiment, ratios))
     if summary:
         plot_summary(experiment, summary, folder / "table.png")
-    if ratios:
+    if any(entry["pretrain_minutes"] is not None for entry in ratios):  # a release has no minutes to draw
         plot_ratios(experiment, ratios, folder / "ratio.png")
     return folder
 
