@@ -203,13 +203,12 @@ def plan(experiment: Experiment) -> list[Run]:
         students = [run for run in finetuning if str(run.values.get("train_manifest")).startswith("pseudolabel:")]
         runs += [run for run in finetuning if run not in students]
     runs += _pseudolabel_runs(experiment, runs) + students  # teachers, then labelling, then students
-    pretrained = {run.coordinates["pretrain"]: run for run in runs if run.stage == "pretrain"}
-    if any(len([r for r in runs if r.stage == "pretrain" and r.coordinates["pretrain"] == n]) > 1
-           for n in pretrained):
+    names = [run.coordinates["pretrain"] for run in runs if run.stage == "pretrain"]
+    if len(names) != len(set(names)):
         raise ExperimentError(f"{experiment.path}: a pretraining entry with a grid cannot be referenced by "
                               "name; give each pretraining run its own entry")
     for run in runs:  # in order, so that a run's references are hashed before it
-        run.hash = _hash(run, pretrained, experiment, runs)
+        run.hash = _hash(run, experiment, runs)
         if run.release is None:
             run.folder = experiment.runs_dir / f"{run.key.replace('/', '-')}-{run.hash[:10]}"
     return runs
@@ -265,7 +264,7 @@ def _file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _hash(run: Run, pretrained: dict[str, Run], experiment: Experiment, runs: list[Run]) -> str:
+def _hash(run: Run, experiment: Experiment, runs: list[Run]) -> str:
     """sha256 of what decides the run's numbers: its values, and the hashes of the runs its
     `pretrain:`/`pseudolabel:` references (or a pseudo-labelling's teacher) name."""
     if run.stage == "pseudolabel":
@@ -283,6 +282,7 @@ def _hash(run: Run, pretrained: dict[str, Run], experiment: Experiment, runs: li
     init = values.get("init_from")
     if isinstance(init, str) and init.startswith("pretrain:"):
         name = init.removeprefix("pretrain:")
+        pretrained = {r.coordinates["pretrain"]: r for r in runs if r.stage == "pretrain"}
         if name not in pretrained:
             raise ExperimentError(f"{experiment.path}: {run.key}: init_from {init!r} names no pretraining run; "
                                   f"the runs are {sorted(pretrained)}")
