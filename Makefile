@@ -10,11 +10,12 @@ STAMP := $(VENV)/.w2v2-lite-installed
 # pip repeats one warning per package for this machine's unused local indexes; keep the log readable.
 QUIET_PIP := grep -v "is ignored: it is neither a file nor a directory" || true
 
-.PHONY: help setup espeak chromium test test-package test-kernels test-notebooks book assets bench lock clean mutation lab
+.PHONY: help setup espeak chromium pretrained test test-package test-kernels test-notebooks book assets bench lock clean mutation lab
 
 help:
 	@echo "make setup    create $(VENV) with the pinned versions (requirements.lock) and espeak-ng"
 	@echo "make test     run the package tests (also on the portable CPU kernels) and the notebooks (nbval)"
+	@echo "make pretrained  build the pretrained tiny model from its recipe (~25 min on 2 cores; once)"
 	@echo "make book     set up, make the data, execute the notebooks and build book/_build/html"
 	@echo "make lab      open JupyterLab on the notebooks (the chapters of the book)"
 	@echo "make bench    print speed ratios against transformers"
@@ -40,7 +41,15 @@ espeak:
 		echo "or 'brew install espeak-ng' (macOS); the speech data and notebooks need it."; \
 	fi
 
-test: setup test-package test-kernels test-notebooks
+test: setup pretrained test-package test-kernels test-notebooks
+
+# The pretrained tiny model that chapters, tests, configs and the experiments start from.
+# Its weights are not in git: this makes the experiment corpus (a few minutes), pretrains
+# with the recipe in w2v2_lite/training/release.py (= configs/pretrain-tiny.json; about 25
+# minutes on a 2-core CPU) and exports data/generated/pretrained/tiny. A no-op once built;
+# after Ctrl-C it resumes. data/pretrained/tiny keeps the reference run's config and log.
+pretrained: setup
+	$(VENV)/bin/w2v2-lite release tiny $(if $(CI),--quiet)
 
 test-package:
 	$(PY) -m pytest tests -q
@@ -69,7 +78,7 @@ test-notebooks:
 
 # JupyterLab on the chapters, with the corpus they read made first. Jupyter refuses to run
 # as root without --allow-root (containers, Colab-like VMs), so it is passed only then.
-lab: setup data
+lab: setup data pretrained
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 # ---------------------------------------------------------------- the book
@@ -102,7 +111,7 @@ $(ASSETS_STAMP):
 # console error, math must be typeset, figures and audio must load, no code may be cut
 # off, and moving each widget's control must change its picture. Screenshots of every
 # page and widget go to book/_build/screenshots. Without Chromium, only the static scan.
-book: setup data assets chromium
+book: setup data pretrained assets chromium
 	$(VENV)/bin/jupyter-book build book
 	@if command -v chromium >/dev/null; then $(MAKE) --no-print-directory book-check; \
 	else $(PY) book/check_offline.py book/_build/html; fi
@@ -139,7 +148,7 @@ bench: setup
 EXPERIMENT ?= experiments/table1.json
 SCALE ?=
 .PHONY: experiment
-experiment: setup
+experiment: setup pretrained
 	$(VENV)/bin/w2v2-lite experiment $(EXPERIMENT) --jobs auto $(if $(SCALE),--scale $(SCALE))
 
 # ------------------------------------------------------------- mutation testing

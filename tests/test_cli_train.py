@@ -73,7 +73,7 @@ def test_dry_run_prints_the_resolved_config_wherever_the_flag_stands(capsys):
     config = json.loads(capsys.readouterr().out)
     assert config["task"] == "finetune" and config["max_updates"] == 5
     assert config["model"] == {"freeze_finetune_updates": 100, "layerdrop": 0.0}  # the file's, and the override
-    assert config["init_from"] == "data/pretrained/tiny" and config["adam_eps"] == 1e-8
+    assert config["init_from"] == "data/generated/pretrained/tiny" and config["adam_eps"] == 1e-8
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda path: path.stem)

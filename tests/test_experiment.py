@@ -143,6 +143,44 @@ def test_bad_experiment_files_say_what_is_wrong(tmp_path, corpus, change, messag
     assert main(["experiment", str(path), "--plan"]) == 2
 
 
+def test_a_release_the_repository_builds_is_hashed_by_its_recipe_and_built_when_missing(tmp_path, corpus,
+                                                                                         monkeypatch):
+    """The weights of `"release": "tiny"` are built on each machine (make pretrained), so the
+    recipe names the runs that start from it: a rebuild keeps them, an edited recipe reruns them."""
+    import copy
+
+    import w2v2_lite.experiment as experiment
+    import w2v2_lite.training.release as releases
+
+    path = write_experiment(tmp_path, corpus, pretrain={"small": {"release": "tiny"}})
+    runs = plan(load_experiment(path))
+    assert runs[0].release == "tiny" and runs[0].hash == releases.recipe_hash("tiny")
+    changed = copy.deepcopy(releases.RECIPES["tiny"])
+    changed["train"]["learning_rate"] = 1e-3
+    monkeypatch.setitem(releases.RECIPES, "tiny", changed)
+    again = plan(load_experiment(path))
+    assert [a.key for a, b in zip(runs, again) if a.hash == b.hash] == [
+        "finetune/init=scratch/seed=1", "finetune/init=scratch/seed=2"]
+
+    built: list[str] = []  # a grid whose release is not built builds it first, once
+    folder = tmp_path / "pretrained" / "tiny"
+
+    def find(name, build=True):
+        if not folder.is_dir():
+            if not build:
+                raise FileNotFoundError(name)
+            built.append(name)
+            folder.mkdir(parents=True)
+        return folder
+
+    monkeypatch.setattr("w2v2_lite.pretrained.shipped_release", find)
+    messages: list[str] = []
+    experiment.build_releases_if_missing(again, messages.append)
+    experiment.build_releases_if_missing(again, messages.append)
+    assert built == ["tiny"] and messages == ["building the release tiny (make pretrained)"]
+    assert again[0].reference() == str(folder)
+
+
 def test_an_unknown_scale_and_a_missing_file_are_errors(tmp_path, corpus, capsys):
     path = write_experiment(tmp_path, corpus)
     assert main(["experiment", str(path), "--scale", "huge"]) == 2
@@ -316,3 +354,64 @@ def test_a_student_naming_no_pseudolabel_entry_is_an_error(tmp_path, corpus):
     path.write_text(json.dumps(spec))
     with pytest.raises(ExperimentError, match="names no \"pseudolabel\" entry"):
         plan(load_experiment(path))
+
+
+def test_rows_that_start_from_a_release_show_its_pretraining_run(tmp_path):
+    from w2v2_lite import ModelConfig
+    from w2v2_lite.experiment import Experiment, write_results
+    from w2v2_lite.models import Wav2Vec2ForPreTraining
+    from w2v2_lite.pretrained import save_pretrained
+
+    release = save_pretrained(Wav2Vec2ForPreTraining(ModelConfig.tiny(**SMALL_MODEL)), tmp_path / "tiny", extra={
+        "update": 40, "wall_s": 90.0, "metrics": {"dev_accuracy": 0.25, "dev_code_perplexity": 7.5},
+        "log": "train_log.jsonl"})
+    (release / "train_log.jsonl").write_text(json.dumps({"update": 40, "warnings": ["update 40: codebook collapse: "
+                                                                                    "2 codes. Raise it."]}) + "\n")
+    spec = {"name": "rel", "results_dir": str(tmp_path / "results"), "finetune": {},
+            "table": {"rows": "init", "metrics": ["test_cer"], "ratio": {"baseline": "scratch"}}}
+    records = [{"key": f"finetune/init={row}/seed=1", "stage": "finetune", "seed": 1,
+                "coordinates": {"init": row, "seed": 1}, "config": {"init_from": init},
+                "wall_s": 1.0, "audio_seconds_per_second": 2.0, "metrics": {"test_cer": cer}}
+               for row, init, cer in [("scratch", None, 0.8), ("pretrained", str(release), 0.4)]]
+    folder = write_results(Experiment(tmp_path / "rel.json", spec), records)
+    summary = json.loads((folder / "summary.json").read_text())
+    facts = next(cell["pretraining"] for cell in summary["cells"] if cell["row"] == "pretrained")
+    assert facts == {"key": "release tiny", "updates": 40, "minutes": 1.5, "dev_accuracy": 0.25,
+                     "dev_code_perplexity": 7.5, "warnings": ["codebook collapse: 2 codes (update 40)"]}
+    assert summary["ratios"][0]["pretrain_minutes"] == 1.5 and (folder / "ratio.png").is_file()
+
+
+def test_a_run_trained_by_another_experiment_is_scored_not_trained_again(tmp_path, corpus, capsys, monkeypatch):
+    from w2v2_lite.training import loop
+
+    first = write_experiment(tmp_path, corpus)
+    assert main(["experiment", str(first), "--quiet"]) == 0
+    spec = json.loads(first.read_text())
+    spec["name"] = "other"  # the same runs (and one more seed) in another experiment, scored on dev.tsv too
+    spec["finetune"]["grid"]["seed"] = [1, 2, 3]
+    spec["evaluate"] = {"test": str(corpus / "test.tsv"), "heldout": str(corpus / "dev.tsv")}
+    second = tmp_path / "other.json"
+    second.write_text(json.dumps(spec))
+    real_train, trained = loop.Trainer.train, []
+
+    def train(self):
+        trained.append(Path(self.config.output_dir).name)
+        return real_train(self)
+
+    monkeypatch.setattr(loop.Trainer, "train", train)
+    capsys.readouterr()
+    assert main(["experiment", str(second), "--quiet"]) == 0
+    assert len(trained) == 2 and all("seed=3" in name for name in trained)  # only the new seed trains
+    records = {json.loads(line)["key"]: json.loads(line)
+               for line in (tmp_path / "results" / "other" / "runs.jsonl").read_text().splitlines()}
+    earlier = {json.loads(line)["key"]: json.loads(line)
+               for line in (tmp_path / "results" / "mini" / "runs.jsonl").read_text().splitlines()}
+    for key, record in records.items():
+        if key in earlier:
+            assert record["trained_in"] == f"mini: {key}" and record["wall_s"] == earlier[key]["wall_s"]
+            assert record["hash"] == earlier[key]["hash"] and record["experiment"] == "other"
+            if record["stage"] == "finetune":  # scored again, on what this experiment asks
+                assert record["metrics"]["test_cer"] == pytest.approx(earlier[key]["metrics"]["test_cer"])
+                assert "heldout_cer" in record["metrics"] and "heldout_cer" not in earlier[key]["metrics"]
+        else:
+            assert "trained_in" not in record

@@ -298,6 +298,14 @@ def check_inputs(config: Any) -> None:
                    if preset in ("notebooks", "experiment") else "w2v2-lite make-corpus (see the README)")
             raise ConfigError(f"{key}={manifest} does not exist; make the corpus with `{how}` (or set {key}=...)")
     if config.task == "finetune" and config.init_from is not None and not Path(config.init_from).exists():
+        init = Path(config.init_from)
+        if init.parent.as_posix().endswith("data/generated/pretrained"):
+            from .training.release import RECIPES
+
+            if init.name in RECIPES:
+                raise ConfigError(f"init_from={config.init_from} is not built yet: run `make pretrained` (or "
+                                  f"`w2v2-lite release {init.name}`: {RECIPES[init.name]['description']}), or "
+                                  "set init_from=null to train from scratch")
         raise ConfigError(f"init_from={config.init_from} does not exist; pretrain first (w2v2-lite pretrain "
                           "CONFIG), point it at a checkpoint or release folder, or set init_from=null to "
                           "train from scratch")
@@ -524,49 +532,16 @@ def add_evaluate(subparsers: argparse._SubParsersAction) -> None:
 
 
 # ---------------------------------------------------------------- export
-RELEASE_LOG = "train_log.jsonl"
-
-
 def run_export(args: argparse.Namespace) -> int:
     """A run's checkpoint as a release folder: safetensors weights, config.json with the run's
     seed, command and metrics, and the run's log beside them."""
-    import platform
-    import shutil
-
-    import torch
-
-    from .plots import read_log
-    from .pretrained import save_pretrained
+    from .training.release import export_release
 
     try:
-        folder = Path(args.run_dir)
-        if not (folder / "log.jsonl").is_file():
-            raise ConfigError(f"{folder} is no run folder: it has no log.jsonl (train with pretrain or finetune)")
-        model, train_values, path, update = load_for_evaluation(str(folder), args.checkpoint)
-    except (ConfigError, ValueError, FileNotFoundError) as error:
+        out, facts = export_release(args.run_dir, args.out, args.checkpoint, args.command)
+    except (ValueError, FileNotFoundError) as error:
         return fail("export", error)
-    records = read_log(folder)
-    at_update = next((record for record in records if record["update"] == update), None)
-    if at_update is None or not any(key.startswith("dev_") for key in at_update):
-        return fail("export", f"{path} is from update {update}, which has no dev evaluation in {folder}/log.jsonl; "
-                    "export a checkpoint written at an evaluation (best, or one at eval_every)")
-    metrics = {key: value for key, value in at_update.items() if key.startswith("dev_")}
-    task = train_values["task"]
-    extra = {
-        "update": update,
-        "seed": train_values["seed"],
-        "command": args.command or f"w2v2-lite {task} {folder / 'train_config.json'}",
-        "metrics": metrics,
-        "train_config": train_values,
-        "wall_s": round(sum(record.get("wall_s", 0.0) for record in records if record["update"] <= update), 1),
-        "precision": at_update.get("precision"),
-        "trained_with": {"torch": torch.__version__, "python": platform.python_version(),
-                         "cpu_threads": torch.get_num_threads()},
-        "log": RELEASE_LOG,
-    }
-    out = save_pretrained(model, args.out, extra=extra)
-    shutil.copyfile(folder / "log.jsonl", out / RELEASE_LOG)
-    print(json.dumps({"release": str(out), "update": update} | metrics, indent=2))
+    print(json.dumps({"release": str(out), "update": facts["update"]} | facts["metrics"], indent=2))
     return 0
 
 
@@ -575,12 +550,45 @@ def add_export(subparsers: argparse._SubParsersAction) -> None:
                                    description="Write a run's best (or last, or named) checkpoint as a release: "
                                    "model.safetensors, config.json (model config, seed, the command that trains "
                                    "it, the dev metrics logged at that update) and the run's log as "
-                                   f"{RELEASE_LOG}. load_pretrained(OUT) and init_from=OUT read it.")
+                                   "train_log.jsonl. load_pretrained(OUT) and init_from=OUT read it.")
     parser.add_argument("run_dir", metavar="RUN_DIR", help="the run's output_dir")
-    parser.add_argument("out", metavar="OUT_DIR", help="the release folder, e.g. data/pretrained/tiny")
+    parser.add_argument("out", metavar="OUT_DIR", help="the release folder, e.g. data/generated/pretrained/tiny")
     parser.add_argument("--checkpoint", default="best", help="best (default), last, or a checkpoint file")
     parser.add_argument("--command", help="the command that reproduces the run (default: the run's train_config.json)")
     parser.set_defaults(run=run_export)
+
+
+def run_release(args: argparse.Namespace) -> int:
+    """Build a release from its recipe (corpus, pretraining, export), or find it built."""
+    from .training.release import build_release
+
+    try:
+        out = build_release(args.name, folder=args.out, corpus=args.corpus, progress=not args.quiet)
+    except ValueError as error:
+        return fail("release", error)
+    except KeyboardInterrupt as error:
+        print(f"w2v2-lite release: {error}", file=sys.stderr)
+        return 130
+    print(out)
+    return 0
+
+
+def add_release(subparsers: argparse._SubParsersAction) -> None:
+    from .training.release import RECIPES
+
+    parser = subparsers.add_parser("release", help="build a pretrained release from its recipe (make pretrained)",
+                                   description="Make the corpus the release's recipe names (once), pretrain on it "
+                                   "and export the result as a release folder; a no-op once built. The weights "
+                                   "are not kept in git: this is how a checkout gets them. Ctrl-C stops at the "
+                                   "next update; the same command resumes from the last checkpoint.")
+    parser.add_argument("name", choices=sorted(RECIPES), help="; ".join(f"{name}: {entry['description']}"
+                                                                       for name, entry in RECIPES.items()))
+    parser.add_argument("--out", help="the release folder (default: data/generated/pretrained/NAME in a checkout, "
+                        "else ~/.cache/w2v2-lite/pretrained/NAME)")
+    parser.add_argument("--corpus", help="the folder of the recipe's corpus (default: data/generated/PRESET in a "
+                        "checkout, else ~/.cache/w2v2-lite/corpora/PRESET); made there when missing")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(run=run_release)
 
 
 # ----------------------------------------------------------------- plots
@@ -674,7 +682,7 @@ def run_experiment(args: argparse.Namespace) -> int:
 
 def run_one(experiment: Any, runs: list[Any], key: str, progress: bool) -> int:
     """`--only KEY`: train and score one run of the grid (what each of --jobs' processes does)."""
-    from .experiment import ExperimentError, read_result, train_and_evaluate
+    from .experiment import ExperimentError, build_releases_if_missing, read_result, train_and_evaluate
 
     run = next((r for r in runs if r.key == key), None)
     if run is None or run.release is not None:
@@ -682,6 +690,8 @@ def run_one(experiment: Any, runs: list[Any], key: str, progress: bool) -> int:
     if read_result(run) is not None:
         print(f"{key}: done before")
         return 0
+    build_releases_if_missing([r for r in runs if r.release is not None
+                               and run.values.get("init_from") == f"pretrain:{r.coordinates['pretrain']}"])
     record = train_and_evaluate(experiment, run, runs, progress)
     if record is None:
         print(f"{key}: interrupted; the same command resumes it")
@@ -713,6 +723,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_training(subparsers)
     add_evaluate(subparsers)
     add_export(subparsers)
+    add_release(subparsers)
     add_plot(subparsers)
     add_transcribe(subparsers)
     add_experiment(subparsers)

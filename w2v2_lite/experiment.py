@@ -9,7 +9,7 @@ An experiment file names the runs' configs (files in configs/) and what changes 
      "description": "...",
      "budget_minutes": 90,
      "corpus": {"preset": "experiment", "folder": "data/generated/experiment"},  # or a list; "real": data/real.py
-     "pretrain": {"tiny": {"release": "data/pretrained/tiny"}},           # or {"config": ..., "set": ...}
+     "pretrain": {"tiny": {"release": "tiny"}},      # a release name or folder, or {"config": ..., "set": ...}
      "finetune": {"config": "finetune-tiny-10m", "set": {"max_updates": 1000},
                   "grid": {"labels": {"10min": {"train_manifest": "..."}, "1h": {...}},
                            "init": {"pretrained": {"init_from": "pretrain:tiny"},
@@ -26,7 +26,9 @@ An experiment file names the runs' configs (files in configs/) and what changes 
 
 Every run is the product of one value per grid axis; `set` and the axis values are TrainConfig
 keys (`model.FIELD` for one model field). `"pretrain:NAME"` in init_from stands for the named
-pretraining run's final checkpoint (or release folder); `"pseudolabel:NAME"` in train_manifest
+pretraining run's final checkpoint, or for a release: one the repository builds from its
+recipe (`"tiny"`, built first when missing, hashed by its recipe) or a folder (hashed by its
+weights); `"pseudolabel:NAME"` in train_manifest
 for the labelled + pseudo-labelled set that the named entry writes, once its teacher (a
 fine-tuning run of the grid) is trained (see `selftraining`). A run's folder is named after the
 hash of everything that decides its numbers (its resolved config and the hashes of the runs it
@@ -44,6 +46,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -80,14 +83,14 @@ class Run:
     stage: str
     values: dict[str, Any]
     coordinates: dict[str, Any] = field(default_factory=dict)
-    release: str | None = None  # a pretraining "run" that is a shipped release: nothing to train
+    release: str | None = None  # a pretraining "run" that is a release (a recipe's name or a folder): nothing to train
     hash: str = ""
     folder: Path | None = None
 
     def reference(self) -> str:
         """What `pretrain:NAME` stands for once this run is done: a release or a checkpoint."""
         if self.release is not None:
-            return self.release
+            return str(release_folder(self.release))
         assert self.folder is not None
         return str(self.folder / "checkpoint_last.pt")
 
@@ -273,7 +276,10 @@ def _hash(run: Run, experiment: Experiment, runs: list[Run]) -> str:
         return hashlib.sha256(text.encode()).hexdigest()
     if run.release is not None:
         from .pretrained import WEIGHTS_FILE
+        from .training.release import RECIPES, recipe_hash
 
+        if run.release in RECIPES:  # built on each machine: its recipe, not its bytes, decides the results
+            return recipe_hash(run.release)
         weights = Path(run.release) / WEIGHTS_FILE
         if not weights.is_file():
             raise ExperimentError(f"{experiment.path}: {run.key}: release {run.release} has no {WEIGHTS_FILE}")
@@ -351,18 +357,20 @@ def execute(experiment: Experiment, runs: list[Run], progress: bool = True, echo
                                   "each run; give one or the other")
         if distributed.rank() == 0:
             make_corpus_if_missing(experiment, echo)
+            build_releases_if_missing(runs, echo)
         else:
             echo = _silent  # the first worker reports for all
         torch_barrier()
     else:
         make_corpus_if_missing(experiment, echo)
+        build_releases_if_missing(runs, echo)
     if jobs > 1:
         return execute_parallel(experiment, runs, jobs, echo)
     records = []
     for index, run in enumerate(runs, start=1):
         where = f"[{index}/{len(runs)}] {run.key}"
         if run.release is not None:
-            echo(f"{where}: the release {run.release}")
+            echo(f"{where}: the release {run.reference()}")
             continue
         record = read_result(run)
         if record is not None:
@@ -399,6 +407,9 @@ def train_and_evaluate(experiment: Experiment, run: Run, runs: list[Run], progre
     (run.folder / "experiment_run.json").write_text(json.dumps(
         {"key": run.key, "hash": run.hash, "coordinates": run.coordinates, "values": run.values},
         indent=2, default=str) + "\n")
+    twin = trained_twin(experiment, run)
+    if twin is not None:
+        return reuse_training(experiment, run, config, *twin)
     began = time.perf_counter()
     trainer = Trainer(config)
     trainer.train()
@@ -412,6 +423,52 @@ def train_and_evaluate(experiment: Experiment, run: Run, runs: list[Run], progre
     record = _record(experiment, run, config, metrics, time.perf_counter() - began, log)
     _write_json(run.folder / RESULT_FILE, record)
     torch_barrier()
+    return record
+
+
+# What a finished run leaves that a run of the same hash can start from: its log, its config
+# and the checkpoints that evaluation (best) and fine-tuning (last) read.
+TWIN_FILES = ("log.jsonl", "train_config.json", "checkpoint_best.pt", "checkpoint_last.pt")
+
+
+def trained_twin(experiment: Experiment, run: Run) -> tuple[Path, dict[str, Any]] | None:
+    """A finished run of another experiment (a sibling of runs_dir) with the same hash, so
+    the same config, data and starting point: (its folder, its record), or None. Not under
+    torchrun, where every worker would have to agree on it."""
+    from .training.distributed import world_size
+
+    if run.stage == "pseudolabel" or world_size() > 1:
+        return None
+    for folder in sorted(experiment.runs_dir.parent.glob(f"*/*-{run.hash[:10]}")):
+        if folder.resolve() == run.folder.resolve() or not (folder / RESULT_FILE).is_file():
+            continue
+        record = json.loads((folder / RESULT_FILE).read_text())
+        if record.get("hash") == run.hash and all((folder / name).is_file() for name in TWIN_FILES):
+            return folder, record
+    return None
+
+
+def reuse_training(experiment: Experiment, run: Run, config: Any, folder: Path,
+                   earlier: dict[str, Any]) -> dict[str, Any]:
+    """Take a twin's training (its files, linked or copied) and score it as this experiment
+    asks; the record keeps the twin's wall time and says where it was trained."""
+    from .plots import read_log
+
+    assert run.folder is not None
+    for name in TWIN_FILES:
+        target = run.folder / name
+        target.unlink(missing_ok=True)
+        try:  # checkpoints are linked (they are only ever replaced, never written in place)
+            if not name.endswith(".pt"):
+                raise OSError
+            os.link(folder / name, target)
+        except OSError:
+            shutil.copy2(folder / name, target)
+    log = read_log(run.folder)
+    metrics = evaluate_run(run, config, experiment, log)
+    record = _record(experiment, run, config, metrics, earlier["wall_s"], log) | {
+        "trained_in": f"{earlier['experiment']}: {earlier['key']}"}
+    _write_json(run.folder / RESULT_FILE, record)
     return record
 
 
@@ -492,7 +549,7 @@ def execute_parallel(experiment: Experiment, runs: list[Run], jobs: int,
     for run in runs:
         where = f"[{order[run.key]}/{len(runs)}] {run.key}"
         if run.release is not None:
-            echo(f"{where}: the release {run.release}")
+            echo(f"{where}: the release {run.reference()}")
         elif (record := read_result(run)) is not None:
             echo(f"{where}: done before ({_metrics_text(record)})")
             records[run.key] = record
@@ -588,6 +645,35 @@ def make_corpus_if_missing(experiment: Experiment, echo: Any = print) -> None:
             make_corpus(folder, getattr(CorpusConfig, corpus["preset"])(), progress=True)
 
 
+def release_folder(release: str) -> Path:
+    """The folder of a pretraining entry's "release": a recipe's name (built already by
+    `build_releases_if_missing`) or a folder."""
+    from .training.release import RECIPES
+
+    if release in RECIPES:
+        from .pretrained import shipped_release
+
+        folder = shipped_release(release, build=False)
+        try:  # as the experiment files name paths: from the repository root, where the runner runs
+            return folder.relative_to(Path.cwd())
+        except ValueError:
+            return folder
+    return Path(release)
+
+
+def build_releases_if_missing(runs: list[Run], echo: Any = print) -> None:
+    """Build each release of the grid that the repository makes from a recipe and that is not built yet."""
+    from .pretrained import shipped_release
+    from .training.release import RECIPES
+
+    for name in sorted({run.release for run in runs if run.release in RECIPES}):
+        try:
+            shipped_release(name, build=False)
+        except FileNotFoundError:
+            echo(f"building the release {name} (make pretrained)")
+            shipped_release(name)
+
+
 def evaluate_run(run: Run, config: Any, experiment: Experiment, log: list[dict[str, Any]]) -> dict[str, float]:
     """Dev metrics from the run's log, and each "evaluate" manifest scored with the best
     checkpoint (by dev; the last one when the run has no dev set)."""
@@ -643,11 +729,28 @@ def _write_json(path: Path, value: Any) -> None:
 
 # ------------------------------------------------------------------ results
 def pretraining_of(records: list[dict[str, Any]], group: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The record of the pretraining run the fine-tuning runs of `group` start from (None:
-    scratch, a release, or runs that start from different ones)."""
+    """The record of the pretraining run the fine-tuning runs of `group` start from, or of
+    the release they start from (None: scratch, or runs that start from different ones)."""
+    from .training.release import is_release
+
+    inits = {r["config"].get("init_from") for r in group}
+    if len(inits) == 1 and isinstance(init := next(iter(inits)), str) and is_release(Path(init)):
+        return release_record(Path(init))
     folders = {str(Path(r["config"].get("init_from") or "").parent) for r in group}
     sources = [r for r in records if r["stage"] == "pretrain" and str(Path(r["config"]["output_dir"])) in folders]
     return sources[0] if len(sources) == 1 and len(folders) == 1 else None
+
+
+def release_record(folder: Path) -> dict[str, Any]:
+    """A release's pretraining run in the shape of a run record, from its config.json and log."""
+    from .plots import read_log
+    from .pretrained import read_release_config
+
+    facts = read_release_config(folder)
+    log = read_log(folder / facts["log"]) if (folder / facts.get("log", "")).is_file() else []
+    return {"key": f"release {folder.name}", "stage": "pretrain", "updates": facts.get("update"),
+            "wall_s": facts.get("wall_s", 0.0), "metrics": facts.get("metrics", {}),
+            "warnings": [warning for record in log for warning in record.get("warnings", [])]}
 
 
 def pretraining_facts(source: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -749,7 +852,7 @@ def write_results(experiment: Experiment, records: list[dict[str, Any]]) -> Path
                                      + markdown_table(experiment, summary) + markdown_ratios(experiment, ratios))
     if summary:
         plot_summary(experiment, summary, folder / "table.png")
-    if any(entry["pretrain_minutes"] is not None for entry in ratios):  # a release has no minutes to draw
+    if any(entry["pretrain_minutes"] is not None for entry in ratios):  # rows that start from pretraining
         plot_ratios(experiment, ratios, folder / "ratio.png")
     return folder
 

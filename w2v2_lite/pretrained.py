@@ -1,7 +1,8 @@
 """Released weights: a folder with `model.safetensors` and `config.json` beside it.
 
-    save_pretrained(model, "data/pretrained/tiny")        # any of the three models
-    model = load_pretrained("data/pretrained/tiny")       # the same class, in eval mode
+    save_pretrained(model, "my-release")                  # any of the three models
+    model = load_pretrained("my-release")                 # the same class, in eval mode
+    model = load_pretrained(shipped_release("tiny"))      # the pretrained tiny model
 
 safetensors holds tensors only, so loading runs no code (unlike a pickled checkpoint);
 `config.json` holds the `ModelConfig` and which model the weights are for. Training
@@ -74,77 +75,27 @@ def load_pretrained(folder: str | os.PathLike, device: str = "cpu") -> nn.Module
     return model.to(device).eval()
 
 
-# The releases that the repository ships under data/pretrained/, and the files of each.
-SHIPPED = ("tiny",)
-SHIPPED_FILES = (WEIGHTS_FILE, CONFIG_FILE, "train_log.jsonl", "README.md")
+def shipped_release(name: str = "tiny", build: bool = True) -> Path:
+    """The folder of release `name` (`make pretrained` builds "tiny"), built first when missing.
 
-
-def repository_url() -> str | None:
-    """[project.urls] Repository of the installed package (pyproject.toml), or None."""
-    from importlib import metadata
-
-    try:
-        urls = metadata.metadata("w2v2-lite").get_all("Project-URL") or []
-    except metadata.PackageNotFoundError:
-        return None
-    for entry in urls:
-        label, _, url = entry.partition(",")
-        if label.strip().lower() == "repository":
-            return url.strip().rstrip("/")
-    return None
-
-
-def shipped_release(name: str = "tiny", download: bool = True) -> Path:
-    """The folder of a release that the repository ships in data/pretrained/NAME.
-
-    Looked for in the checkout the package runs from (an editable install, as after
-    `make setup`), then in the current folder and its parents, then in
-    ~/.cache/w2v2-lite/pretrained/NAME. Where none has it (a pip install from git, as in
-    Colab) and `download` is true, its files are fetched from the repository's main branch
-    into that cache. Raises FileNotFoundError, saying what to do, when it cannot be had.
+    Looked for in data/generated/pretrained/NAME of the checkout the package runs from (an
+    editable install, as after `make setup`), then of the current folder and its parents,
+    then in ~/.cache/w2v2-lite/pretrained/NAME. Where none has it and `build` is true, it is
+    built from its recipe (`w2v2_lite.training.release.build_release`: the corpus, then the
+    pretraining, about 25 minutes on a 2-core CPU, resumable); with `build=False` a
+    FileNotFoundError says which command builds it.
     """
-    if name not in SHIPPED:
-        raise ValueError(f"no shipped release {name!r}: the repository ships {list(SHIPPED)}")
-    relative = Path("data") / "pretrained" / name
+    from .training.release import build_release, cache_home, default_release_folder, is_release, recipe
+
+    recipe(name)  # an unknown name raises ValueError with the names there are
+    relative = Path("data") / "generated" / "pretrained" / name
     here = Path.cwd().resolve()
-    candidates = [Path(__file__).resolve().parents[1] / relative,
-                  *(folder / relative for folder in (here, *here.parents))]
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "w2v2-lite" / "pretrained" / name
-    for folder in [*candidates, cache]:
-        if (folder / WEIGHTS_FILE).is_file() and (folder / CONFIG_FILE).is_file():
+    for folder in (default_release_folder(name), *(folder / relative for folder in (here, *here.parents)),
+                   cache_home() / "pretrained" / name):
+        if is_release(folder):
             return folder
-    url = repository_url()
-    if not download or url is None:
-        raise FileNotFoundError(f"the shipped release {relative} is not on this machine: run from a clone "
-                                "of the repository (it is committed there), or allow download=True")
-    if not url.startswith("https://github.com/"):
-        raise FileNotFoundError(f"{relative} is not here, and {url} is not a GitHub repository to fetch it "
-                                f"from: copy the folder from a clone into {cache}")
-    return _download_release(f"{url.replace('https://github.com/', 'https://raw.githubusercontent.com/')}"
-                             f"/main/{relative.as_posix()}", cache)
-
-
-def _download_release(base_url: str, folder: Path) -> Path:
-    """Fetch SHIPPED_FILES from base_url into folder, all or none: a partial download is never left."""
-    import shutil
-    import urllib.error
-    import urllib.request
-
-    partial = folder.with_name(folder.name + ".part")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    try:
-        for file in SHIPPED_FILES:
-            url = f"{base_url}/{file}"
-            try:
-                with urllib.request.urlopen(url, timeout=60) as response, open(partial / file, "wb") as out:
-                    shutil.copyfileobj(response, out, 1 << 20)
-            except (urllib.error.URLError, OSError) as error:
-                raise FileNotFoundError(f"could not fetch {url} ({error}): without a network, run from a "
-                                        f"clone of the repository, or copy its data/pretrained/{folder.name} "
-                                        f"folder to {folder}") from error
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(partial, folder)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
-    return folder
+    if not build:
+        raise FileNotFoundError(f"the release {name!r} is not built yet ({relative} or {cache_home() / 'pretrained'}): "
+                                f"run `make pretrained` (or `w2v2-lite release {name}`) in the repository, "
+                                f"or call shipped_release({name!r}) to build it")
+    return build_release(name)

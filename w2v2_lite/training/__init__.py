@@ -7,6 +7,7 @@ precision choice, checkpoints, health monitors and data parallelism.
 - `checkpoint`: atomic, resumable checkpoints
 - `monitors`: `HealthMonitor` (collapse, NaN, blank-only CTC)
 - `distributed`: data parallelism under torchrun
+- `release`: `export_release`, and `build_release` of the pretrained model from its recipe (make pretrained)
 """
 
 from __future__ import annotations
