@@ -400,6 +400,9 @@ def test_a_run_trained_by_another_experiment_is_scored_not_trained_again(tmp_pat
 
     monkeypatch.setattr(loop.Trainer, "train", train)
     capsys.readouterr()
+    assert main(["experiment", str(second), "--plan"]) == 0
+    states = capsys.readouterr().out
+    assert states.count("trained before") == 5 and states.count("to run") == 2  # seed 3 is new
     assert main(["experiment", str(second), "--quiet"]) == 0
     assert len(trained) == 2 and all("seed=3" in name for name in trained)  # only the new seed trains
     records = {json.loads(line)["key"]: json.loads(line)

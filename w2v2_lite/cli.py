@@ -646,7 +646,8 @@ def auto_jobs() -> int:
 
 def run_experiment(args: argparse.Namespace) -> int:
     """Plan the grid of an experiment file, run what is not done yet, write results/NAME/."""
-    from .experiment import ExperimentError, execute, load_experiment, plan, read_result, write_results
+    from .experiment import (ExperimentError, execute, load_experiment, plan, read_result, trained_twin,
+                             write_results)
 
     try:
         experiment = load_experiment(args.config, args.scale)
@@ -654,7 +655,8 @@ def run_experiment(args: argparse.Namespace) -> int:
         if args.plan:
             for run in runs:
                 state = ("release" if run.release else "done" if read_result(run) else
-                         "partly trained" if run.folder and (run.folder / "checkpoint_last.pt").is_file() else "to run")
+                         "partly trained" if run.folder and (run.folder / "checkpoint_last.pt").is_file() else
+                         "trained before" if trained_twin(experiment, run) else "to run")
                 print(f"{state:>14}  {run.key}  {run.folder or run.release}")
             return 0
         if args.only is not None:
