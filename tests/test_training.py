@@ -213,6 +213,21 @@ def test_interrupted_and_resumed_run_gives_the_same_losses(corpus, tmp_path):
     assert second[-1]["dev_accuracy"] == pytest.approx(straight[-1]["dev_accuracy"], rel=1e-5)
 
 
+def test_a_run_killed_after_its_last_checkpoint_logs_each_update_once(corpus, tmp_path):
+    import shutil
+
+    folder = tmp_path / "killed"
+    Trainer(_pretrain_config(corpus, folder, max_updates=3, save_every=2)).train()
+    # As if the process had been killed after update 3 and before its checkpoint: the last
+    # checkpoint is update 2's, and the log already holds update 3.
+    shutil.copyfile(folder / "checkpoint_0000002.pt", folder / "checkpoint_last.pt")
+    for path in folder.glob("checkpoint_0000003.pt"):
+        path.unlink()
+    Trainer(_pretrain_config(corpus, folder, max_updates=3, save_every=2)).train()
+    updates = [json.loads(line)["update"] for line in (folder / "log.jsonl").read_text().splitlines()]
+    assert updates == [1, 2, 3]
+
+
 def test_finetuning_from_a_pretrained_checkpoint(corpus, tmp_path):
     Trainer(_pretrain_config(corpus, tmp_path / "pre", max_updates=2)).train()
     trainer = Trainer(_finetune_config(corpus, tmp_path / "ft", init_from=str(tmp_path / "pre" / "checkpoint_last.pt")))

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -411,6 +412,8 @@ class Trainer:
         if self.rank == 0:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             (self.output_dir / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+            if resumed:
+                self._forget_logged_after(self.update)
         log = open(self.output_dir / "log.jsonl", "a") if self.rank == 0 else None
         board = open_tensorboard(self.output_dir / "tensorboard", self.update + 1) \
             if self.rank == 0 and cfg.tensorboard else None
@@ -452,6 +455,19 @@ class Trainer:
             if board is not None:
                 board.close()
         return self.history
+
+    def _forget_logged_after(self, update: int) -> None:
+        """Drop log records past the checkpoint resumed from: a run killed without its
+        Ctrl-C save logged updates that it is about to make again."""
+        path = self.output_dir / "log.jsonl"
+        if not path.is_file():
+            return
+        lines = path.read_text().splitlines(keepends=True)
+        kept = [line for line in lines if json.loads(line)["update"] <= update]
+        if len(kept) < len(lines):
+            temporary = path.with_name(path.name + ".tmp")
+            temporary.write_text("".join(kept))
+            os.replace(temporary, path)
 
     def _request_stop(self, signum: int, frame: Any) -> None:
         if self.stop_requested:  # a second Ctrl-C: stop now
