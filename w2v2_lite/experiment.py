@@ -40,6 +40,7 @@ which is committed; runs/ holds the checkpoints and is not.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -741,6 +742,7 @@ def pretraining_of(records: list[dict[str, Any]], group: list[dict[str, Any]]) -
     return sources[0] if len(sources) == 1 and len(folders) == 1 else None
 
 
+@functools.lru_cache(maxsize=8)  # every cell of a table that starts from it asks; the log is MBs
 def release_record(folder: Path) -> dict[str, Any]:
     """A release's pretraining run in the shape of a run record, from its config.json and log."""
     from .plots import read_log

@@ -159,7 +159,8 @@ def build_release(name: str = "tiny", folder: str | os.PathLike | None = None,
     digest = recipe_hash(name)
     if is_release(folder):
         made = read_release_config(folder)
-        if made.get("recipe_sha256") == digest and made.get("overrides", {}) == (overrides or {}):
+        # overrides as config.json holds them (tuples become lists)
+        if made.get("recipe_sha256") == digest and made.get("overrides", {}) == json.loads(json.dumps(overrides or {})):
             return folder
         echo(f"{folder} was built from another recipe; building it again")
     preset = wanted["corpus"]["preset"]
