@@ -381,6 +381,35 @@ def test_rows_that_start_from_a_release_show_its_pretraining_run(tmp_path):
     assert summary["ratios"][0]["pretrain_minutes"] == 1.5 and (folder / "ratio.png").is_file()
 
 
+def test_a_pretraining_run_is_judged_by_todays_health_monitor_over_its_log(tmp_path):
+    from w2v2_lite.experiment import Experiment, write_results
+    from w2v2_lite.training.loop import TrainConfig
+
+    run = tmp_path / "runs" / "pretrain-no-diversity"
+    run.mkdir(parents=True)
+    # a run that logged no warning (trained before the monitor knew this kind of collapse):
+    # the tiny model's 128 codes, ~100 used, then 20 (above the 10% floor, below a quarter of its peak)
+    run.joinpath("log.jsonl").write_text("".join(json.dumps(
+        {"update": u, "loss": 3.0, "accuracy": 0.2, "code_perplexity": 100.0 if u < 300 else 20.0}) + "\n"
+        for u in range(1, 801)))
+    config = TrainConfig(task="pretrain", max_updates=800, output_dir=str(run)).to_dict()
+    spec = {"name": "abl", "results_dir": str(tmp_path / "results"), "finetune": {},
+            "table": {"rows": "init", "metrics": ["test_cer"], "ratio": {"baseline": "scratch"}}}
+    records = [{"key": "pretrain/no-diversity", "stage": "pretrain", "seed": 1, "coordinates": {}, "config": config,
+                "updates": 800, "wall_s": 60.0, "metrics": {"dev_accuracy": 0.2}, "warnings": []}]
+    records += [{"key": f"finetune/init={row}/seed=1", "stage": "finetune", "seed": 1,
+                 "coordinates": {"init": row, "seed": 1}, "config": {"init_from": init},
+                 "wall_s": 1.0, "audio_seconds_per_second": 2.0, "metrics": {"test_cer": cer}}
+                for row, init, cer in [("scratch", None, 0.8), ("no diversity", str(run / "checkpoint_last.pt"), 0.7)]]
+    folder = write_results(Experiment(tmp_path / "abl.json", spec), records)
+    summary = json.loads((folder / "summary.json").read_text())
+    facts = next(cell["pretraining"] for cell in summary["cells"] if cell["row"] == "no diversity")
+    # the mean of the last 50 updates falls below 25 at update 346
+    assert facts["warnings"] == ["codebook collapse: the quantizer uses about 24.8 of its 128 codes (code "
+                                 "perplexity; the run had used 100.0) (update 346)"]
+    assert "codebook collapse" in (folder / "table.md").read_text()
+
+
 def test_a_run_trained_by_another_experiment_is_scored_not_trained_again(tmp_path, corpus, capsys, monkeypatch):
     from w2v2_lite.training import loop
 

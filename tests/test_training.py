@@ -22,7 +22,7 @@ from w2v2_lite.models import Wav2Vec2ForCTC, Wav2Vec2ForPreTraining
 from w2v2_lite.negatives import sample_negatives
 from w2v2_lite.training import checkpoint
 from w2v2_lite.training.loop import TrainConfig, Trainer, accumulate
-from w2v2_lite.training.monitors import HealthMonitor, TrainingDiverged
+from w2v2_lite.training.monitors import HealthMonitor, TrainingDiverged, replay
 from w2v2_lite.training import precision as precision_module
 from w2v2_lite.training.precision import cpu_has_bf16, resolve_precision
 from w2v2_lite.training.schedules import gumbel_decay_for, tri_stage, warmup_linear_decay
@@ -370,6 +370,42 @@ def test_collapse_and_stuck_accuracy_are_named():
     assert "trivial" in sum((trivial.check(u, _records(accuracy=1.0)) for u in range(10)), [])[0]
     healthy = HealthMonitor(num_entries=128, num_negatives=50, window=5, warmup=5)
     assert not sum((healthy.check(u, _records()) for u in range(10)), [])
+
+
+def test_collapse_from_the_runs_own_peak_is_named_even_above_the_floor():
+    # the no-diversity ablation: ~100 codes of 128 early, then ~15, above the 10% floor (12.8)
+    def run(level):
+        monitor = HealthMonitor(num_entries=128, num_negatives=50, window=5, warmup=20)
+        early = sum((monitor.check(u, _records(code_perplexity=100.0)) for u in range(10)), [])
+        return early + sum((monitor.check(u, _records(code_perplexity=level)) for u in range(10, 40)), [])
+    warned = run(15.0)
+    assert len(warned) == 1 and warned[0].startswith("update 20: codebook collapse")
+    assert "about 15.0 of its 128 codes" in warned[0] and "had used 100.0" in warned[0]
+    assert run(30.0) == []  # a fall to 30%: a run that settles, not a collapse
+
+
+def test_monitor_state_survives_a_checkpoint_and_a_replay_judges_as_the_run_did():
+    records = [_records(code_perplexity=100.0 if u < 10 else 15.0) | {"update": u, "loss": 3.0}
+               for u in range(40)]
+    whole = HealthMonitor(num_entries=128, num_negatives=50, window=5, warmup=20)
+    said = sum((whole.check(r["update"], r) for r in records), [])
+    first = HealthMonitor(num_entries=128, num_negatives=50, window=5, warmup=20)
+    said_first = sum((first.check(r["update"], r) for r in records[:15]), [])
+    resumed = HealthMonitor(num_entries=128, num_negatives=50, window=5, warmup=20)
+    resumed.load_state(torch.load(_saved(first.state()), weights_only=True))
+    said_resumed = sum((resumed.check(r["update"], r) for r in records[15:]), [])
+    assert said == said_first + said_resumed and len(said) == 1
+    logged = records[:3] + [records[3] | {"warnings": ["update 3: the loss is NaN or infinite; skipped"]}] + records[4:]
+    replayed = replay(HealthMonitor(num_entries=128, num_negatives=50, window=5, warmup=20), logged)
+    assert replayed == ["update 3: the loss is NaN or infinite; skipped"] + said
+
+
+def _saved(state):
+    import io
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return buffer
 
 
 def test_blank_only_ctc_is_named_after_its_grace_period():

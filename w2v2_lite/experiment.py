@@ -739,7 +739,29 @@ def pretraining_of(records: list[dict[str, Any]], group: list[dict[str, Any]]) -
         return release_record(Path(init))
     folders = {str(Path(r["config"].get("init_from") or "").parent) for r in group}
     sources = [r for r in records if r["stage"] == "pretrain" and str(Path(r["config"]["output_dir"])) in folders]
-    return sources[0] if len(sources) == 1 and len(folders) == 1 else None
+    if len(sources) != 1 or len(folders) != 1:
+        return None
+    source = sources[0]
+    log_path = Path(source["config"]["output_dir"]) / "log.jsonl"
+    if not log_path.is_file():  # a results file read without its runs: the warnings the run logged
+        return source
+    return source | {"warnings": judged_log(str(log_path), json.dumps(source["config"]), None)}
+
+
+@functools.lru_cache(maxsize=16)  # every cell of a table that starts from the run asks
+def judged_log(log_path: str, train_config: str, model_config: str | None) -> list[str]:
+    """The warnings of today's health monitor over a pretraining run's log (JSON texts of its
+    TrainConfig and, for a release, its ModelConfig): a run trained before the monitor
+    changed is judged as a run trained today (`training.monitors.replay`)."""
+    from .config import ModelConfig
+    from .plots import read_log
+    from .training.loop import TrainConfig, health_monitor
+    from .training.monitors import replay
+
+    config = TrainConfig(**json.loads(train_config))
+    model = (ModelConfig.from_dict(json.loads(model_config)) if model_config
+             else getattr(ModelConfig, config.model_preset)(**config.model))
+    return replay(health_monitor(config, model), read_log(Path(log_path)))
 
 
 @functools.lru_cache(maxsize=8)  # every cell of a table that starts from it asks; the log is MBs
@@ -749,10 +771,13 @@ def release_record(folder: Path) -> dict[str, Any]:
     from .pretrained import read_release_config
 
     facts = read_release_config(folder)
-    log = read_log(folder / facts["log"]) if (folder / facts.get("log", "")).is_file() else []
+    log_path = folder / facts.get("log", "")
+    if log_path.is_file() and "train_config" in facts:
+        warnings = judged_log(str(log_path), json.dumps(facts["train_config"]), json.dumps(facts["config"]))
+    else:
+        warnings = [w for record in (read_log(log_path) if log_path.is_file() else []) for w in record.get("warnings", [])]
     return {"key": f"release {folder.name}", "stage": "pretrain", "updates": facts.get("update"),
-            "wall_s": facts.get("wall_s", 0.0), "metrics": facts.get("metrics", {}),
-            "warnings": [warning for record in log for warning in record.get("warnings", [])]}
+            "wall_s": facts.get("wall_s", 0.0), "metrics": facts.get("metrics", {}), "warnings": warnings}
 
 
 def pretraining_facts(source: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -131,6 +131,18 @@ class TrainConfig:
 
 
 # ------------------------------------------------------------- one update
+def health_monitor(config: TrainConfig, model_config: ModelConfig) -> HealthMonitor:
+    """The health monitor of a run of `config` training a model of `model_config`."""
+    pretrain = config.task == "pretrain"
+    return HealthMonitor(
+        num_entries=model_config.num_code_groups * model_config.num_codes_per_group if pretrain else 0,
+        num_negatives=model_config.num_negatives + model_config.cross_sample_negatives if pretrain else 0,
+        max_bad_updates=config.max_bad_updates,
+        # a tiny model sits near chance for the first fifth of a short run
+        warmup=max(200, config.max_updates // 4),
+        blank_updates=max(1000, model_config.freeze_finetune_updates + 500))
+
+
 def summed_loss(model: nn.Module, inputs: dict[str, Any], task: str) -> tuple[Tensor, Tensor, Any]:
     """One micro-batch: (loss summed over its sample, its sample size, the model output).
 
@@ -196,14 +208,7 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(config.seed * 1000 + self.rank)
         torch.manual_seed(config.seed * 1000 + self.rank)  # dropout and Gumbel noise differ between workers
         cfg = self.model.config
-        self.monitor = HealthMonitor(num_entries=cfg.num_code_groups * cfg.num_codes_per_group
-                                     if config.task == "pretrain" else 0,
-                                     num_negatives=cfg.num_negatives + cfg.cross_sample_negatives
-                                     if config.task == "pretrain" else 0,
-                                     max_bad_updates=config.max_bad_updates,
-                                     # a tiny model sits near chance for the first fifth of a short run
-                                     warmup=max(200, config.max_updates // 4),
-                                     blank_updates=max(1000, cfg.freeze_finetune_updates + 500))
+        self.monitor = health_monitor(config, cfg)
         start, floor, decay = cfg.gumbel_temperature
         if config.gumbel_anneal_fraction is not None:
             decay = gumbel_decay_for(start, floor, int(config.gumbel_anneal_fraction * config.max_updates))
@@ -383,7 +388,7 @@ class Trainer:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "update": self.update,
                 "epoch": self.epoch, "position": self.position, "best": self.best, "rng": rng_states(self.generator),
                 "train_config": self.config.to_dict(), "model_config": self.model.config.to_dict(),
-                "bad_updates": self.monitor.bad_total}
+                "bad_updates": self.monitor.bad_total, "monitor": self.monitor.state()}
 
     def save(self, is_best: bool = False) -> Path | None:
         if self.rank != 0:
@@ -401,6 +406,7 @@ class Trainer:
         self.update, self.epoch, self.position, self.best = (state["update"], state["epoch"], state["position"],
                                                              state["best"])
         self.monitor.bad_total = state["bad_updates"]
+        self.monitor.load_state(state.get("monitor", {}))  # checkpoints from before it kept no monitor
         restore_rng_states(state["rng"], self.generator)
         return True
 
