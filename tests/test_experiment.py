@@ -62,6 +62,23 @@ def test_the_plan_is_the_product_of_the_axes_and_hashes_what_decides_the_numbers
     assert scaled[1].folder.parent.name == "mini-large"
 
 
+def test_parallel_jobs_start_interrupted_runs_then_dependents_then_plan_order(tmp_path, corpus):
+    from w2v2_lite.experiment import next_to_start
+
+    runs = plan(load_experiment(write_experiment(tmp_path, corpus)))
+    pretrain, pretrained_1, pretrained_2, scratch_1, scratch_2 = runs
+    # nothing finished: the fine-tuning runs from the pretrained model wait; plan order
+    assert next_to_start(runs, runs, set()) is pretrain
+    assert next_to_start([pretrained_1, pretrained_2], runs, set()) is None
+    # the pretraining run finished: its fine-tuning runs go before the scratch runs
+    rest = [scratch_1, scratch_2, pretrained_1, pretrained_2]
+    assert next_to_start(rest, runs, {pretrain.key}) is pretrained_1
+    # a run stopped with a checkpoint resumes before anything else
+    scratch_2.folder.mkdir(parents=True)
+    (scratch_2.folder / "checkpoint_last.pt").write_bytes(b"")
+    assert next_to_start(rest, runs, {pretrain.key}) is scratch_2
+
+
 def test_a_grid_runs_writes_results_and_is_not_run_twice(tmp_path, corpus, capsys, monkeypatch):
     from w2v2_lite.training import loop
 

@@ -532,12 +532,25 @@ def label_with_teacher(experiment: Experiment, run: Run, runs: list[Run], progre
     return record
 
 
+def next_to_start(pending: list[Run], runs: list[Run], finished: set[str]) -> Run | None:
+    """Which of the `pending` runs to start next, or None when none can start yet (each
+    waits for a run of `runs` whose key is not in `finished`). A run interrupted earlier
+    (it has a checkpoint) goes first, then one that builds on finished runs (fine-tuning
+    before pretraining: a grid stopped halfway has whole rows), then plan order."""
+    from .training.checkpoint import latest_checkpoint
+
+    order = {run.key: index for index, run in enumerate(runs)}
+    ready = [r for r in pending if all(needed.key in finished for needed in dependencies(r, runs))]
+    started = [r for r in ready if r.folder is not None and latest_checkpoint(r.folder) is not None]
+    return max(started or ready, key=lambda r: (len(dependencies(r, runs)), -order[r.key]), default=None)
+
+
 def execute_parallel(experiment: Experiment, runs: list[Run], jobs: int,
                      echo: Any = print) -> tuple[list[dict[str, Any]], bool]:
     """`execute` with `jobs` runs at a time, each one `w2v2-lite experiment FILE --only KEY`
     in a child process with cpu_count // jobs threads, its output in its folder's
-    experiment.log. A fine-tuning run waits for the pretraining run it starts from. Ctrl-C
-    (or SIGTERM) asks every child to save its checkpoint and waits for them."""
+    experiment.log. A fine-tuning run waits for the pretraining run it starts from; which
+    run starts next is `next_to_start`'s choice. Ctrl-C (or SIGTERM) asks every child to save its checkpoint and waits for them."""
     import signal
     import subprocess
     import sys
@@ -557,8 +570,6 @@ def execute_parallel(experiment: Experiment, runs: list[Run], jobs: int,
         else:
             pending.append(run)
 
-    def ready(run: Run) -> bool:
-        return all(needed.key in records for needed in dependencies(run, runs))
 
     running: dict[str, tuple[Any, Run, Any]] = {}
     failed: list[str] = []
@@ -567,7 +578,7 @@ def execute_parallel(experiment: Experiment, runs: list[Run], jobs: int,
     try:
         while pending or running:
             while not failed and not interrupted and len(running) < jobs:
-                run = next((r for r in pending if ready(r)), None)
+                run = next_to_start(pending, runs, set(records))
                 if run is None:
                     break
                 pending.remove(run)
