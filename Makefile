@@ -19,7 +19,7 @@ help:
 	@echo "make book     set up, make the data, execute the notebooks and build book/_build/html"
 	@echo "make lab      open JupyterLab on the notebooks (the chapters of the book)"
 	@echo "make bench    print speed ratios against transformers"
-	@echo "make experiment  Table 1 in miniature: pretrained vs scratch at 10 min and 1 h of labels (~80 min)"
+	@echo "make experiment  Table 1 in miniature: pretrained vs scratch at 10 min and 1 h of labels (~100 min)"
 	@echo "make lock     re-pin requirements.lock from the current $(VENV)"
 	@echo "make mutation mutation-test the core modules with mutmut (about two minutes; not part of make test)"
 
@@ -144,6 +144,7 @@ bench: setup
 # it trains nothing; after Ctrl-C the same command resumes. Another grid or scale:
 #   make experiment EXPERIMENT=experiments/ablations.json      (ablations, about 7 h)
 #   make experiment EXPERIMENT=experiments/budget.json         (pretraining budgets, about 12 h)
+#   make experiment EXPERIMENT=experiments/variations.json     (audio, width, lr, crops, about 4.5 h)
 #   make experiment SCALE=gpu                                  (the larger grid, on a GPU)
 EXPERIMENT ?= experiments/table1.json
 SCALE ?=

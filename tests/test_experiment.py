@@ -160,6 +160,32 @@ def test_bad_experiment_files_say_what_is_wrong(tmp_path, corpus, change, messag
     assert main(["experiment", str(path), "--plan"]) == 2
 
 
+@pytest.mark.parametrize("entry, message", [
+    ({"preset": "huge", "folder": "x"}, "a corpus entry is"),
+    ([{"preset": "experiment", "folder": "x", "set": {"pretrain_minute": 30}}], "pretrain_minute"),
+    ({"preset": "experiment", "folder": "x", "set": {"labelled_minutes": [60, 10]}}, "increasing"),
+])
+def test_bad_corpus_entries_say_what_is_wrong(tmp_path, corpus, entry, message):
+    path = write_experiment(tmp_path, corpus)
+    path.write_text(json.dumps(json.loads(path.read_text()) | {"corpus": entry}))
+    with pytest.raises(ExperimentError) as error:
+        load_experiment(path)
+    assert message in str(error.value) and str(path) in str(error.value)
+
+
+def test_a_corpus_entry_can_change_the_presets_sizes(tmp_path, corpus, monkeypatch):
+    import w2v2_lite.data.corpus as corpora
+    from w2v2_lite.experiment import make_corpus_if_missing
+
+    made = []
+    monkeypatch.setattr(corpora, "make_corpus", lambda folder, config, progress: made.append((folder, config)))
+    path = write_experiment(tmp_path, corpus)
+    path.write_text(json.dumps(json.loads(path.read_text()) | {"corpus": {
+        "preset": "experiment", "folder": str(tmp_path / "8h"), "set": {"pretrain_minutes": 480}}}))
+    make_corpus_if_missing(load_experiment(path), echo=lambda *a: None)
+    assert made == [(tmp_path / "8h", corpora.CorpusConfig.experiment(pretrain_minutes=480))]
+
+
 def test_a_release_the_repository_builds_is_hashed_by_its_recipe_and_built_when_missing(tmp_path, corpus,
                                                                                          monkeypatch):
     """The weights of `"release": "tiny"` are built on each machine (make pretrained), so the

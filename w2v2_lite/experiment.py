@@ -8,7 +8,8 @@ An experiment file names the runs' configs (files in configs/) and what changes 
     {"name": "table1",
      "description": "...",
      "budget_minutes": 90,
-     "corpus": {"preset": "experiment", "folder": "data/generated/experiment"},  # or a list; "real": data/real.py
+     "corpus": {"preset": "experiment", "folder": "data/generated/experiment"},  # or a list; "real": data/real.py;
+                                                # "set": {"pretrain_minutes": 480} changes CorpusConfig fields
      "pretrain": {"tiny": {"release": "tiny"}},      # a release name or folder, or {"config": ..., "set": ...}
      "finetune": {"config": "finetune-tiny-10m", "set": {"max_updates": 1000},
                   "grid": {"labels": {"10min": {"train_manifest": "..."}, "1h": {...}},
@@ -40,6 +41,7 @@ which is committed; runs/ holds the checkpoints and is not.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import itertools
@@ -141,7 +143,35 @@ def load_experiment(path: str | os.PathLike, scale: str | None = None) -> Experi
                               f"are divided by, e.g. \"scratch\"), not {ratio!r}")
     if scale is not None and scale not in spec.get("scales", {}):
         raise ExperimentError(f"{path}: no scale {scale!r}; its scales are {sorted(spec.get('scales', {}))}")
+    corpora = spec.get("corpus") or []
+    for corpus in corpora if isinstance(corpora, list) else [corpora]:
+        corpus_config(path, corpus)  # raises on a bad entry before anything runs
     return Experiment(path, spec, scale)
+
+
+def corpus_config(path: Path, corpus: Any) -> Any:
+    """The CorpusConfig of one "corpus" entry of the file at `path` (None for "real")."""
+    from .data.corpus import PRESETS, CorpusConfig
+
+    presets = sorted(PRESETS) + ["real"]
+    if not isinstance(corpus, dict) or not isinstance(corpus.get("folder"), str) or corpus.get("preset") not in presets:
+        raise ExperimentError(f"{path}: a corpus entry is {{\"preset\": one of {presets}, \"folder\": PATH}} "
+                              f"(and optionally \"set\": {{FIELD: VALUE}}), not {corpus!r}")
+    if corpus["preset"] == "real":
+        return None
+    fields = {f.name for f in dataclasses.fields(CorpusConfig)} - {"augment"}
+    changes = corpus.get("set", {})
+    unknown = sorted(set(changes) - fields) if isinstance(changes, dict) else ["(not an object)"]
+    if unknown:
+        raise ExperimentError(f"{path}: corpus {corpus['folder']}: unknown CorpusConfig field(s) {unknown} in "
+                              f"\"set\"; the fields are {sorted(fields)}")
+    changes = {key: tuple(value) if isinstance(value, list) else value for key, value in changes.items()}
+    try:
+        config = PRESETS[corpus["preset"]](**changes)
+        config.validate()
+    except (TypeError, ValueError) as error:
+        raise ExperimentError(f"{path}: corpus {corpus['folder']}: {error}") from None
+    return config
 
 
 def _merge_set(values: dict[str, Any], overrides: dict[str, Any], where: str) -> dict[str, Any]:
@@ -652,9 +682,9 @@ def make_corpus_if_missing(experiment: Experiment, echo: Any = print) -> None:
 
             make_real_speech(folder, progress=True)
         else:
-            from .data.corpus import CorpusConfig, make_corpus
+            from .data.corpus import make_corpus
 
-            make_corpus(folder, getattr(CorpusConfig, corpus["preset"])(), progress=True)
+            make_corpus(folder, corpus_config(experiment.path, corpus), progress=True)
 
 
 def release_folder(release: str) -> Path:
