@@ -95,7 +95,16 @@ def test_a_grid_runs_writes_results_and_is_not_run_twice(tmp_path, corpus, capsy
     monkeypatch.setattr(loop.Trainer, "train", train_and_stop_at_the_third_run)
     assert main(["experiment", str(path), "--quiet"]) == 130
     assert "interrupted; the same command resumes it" in capsys.readouterr().out
-    assert len(calls) == 3 and not (tmp_path / "results").exists()
+    assert len(calls) == 3
+    # the two finished runs are written, marked partial; --results writes them again, training nothing
+    results = tmp_path / "results" / "mini"
+    for _ in range(2):
+        partial = json.loads((results / "summary.json").read_text())
+        assert (partial["finished"], partial["planned"], len(partial["missing"])) == (2, 5, 3)
+        assert "Partial results: 2 of 5 runs are finished" in (results / "table.md").read_text()
+        (results / "summary.json").unlink()
+        assert main(["experiment", str(path), "--results"]) == 0 and len(calls) == 3
+    assert "Partial results" in capsys.readouterr().out
 
     assert main(["experiment", str(path), "--quiet"]) == 0
     out = capsys.readouterr().out
@@ -109,6 +118,8 @@ def test_a_grid_runs_writes_results_and_is_not_run_twice(tmp_path, corpus, capsy
         if record["stage"] == "finetune":
             assert {"test_cer", "test_wer", "dev_cer"} <= set(record["metrics"])
             assert 0 <= record["metrics"]["test_cer"]
+    assert "finished" not in json.loads((results / "summary.json").read_text())
+    assert "Partial" not in (results / "table.md").read_text()
     summary = json.loads((results / "summary.json").read_text())["cells"]
     assert {(cell["row"], cell["column"], cell["runs"]) for cell in summary} == {
         ("pretrained", 1, 1), ("pretrained", 2, 1), ("scratch", 1, 1), ("scratch", 2, 1)}

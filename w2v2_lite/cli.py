@@ -661,6 +661,13 @@ def run_experiment(args: argparse.Namespace) -> int:
             return 0
         if args.only is not None:
             return run_one(experiment, runs, args.only, progress=not args.quiet)
+        if args.results:
+            finished = [record for run in runs if run.release is None and (record := read_result(run)) is not None]
+            if not finished:
+                raise ExperimentError(f"{experiment.path}: no run is finished yet; nothing to write")
+            folder = write_results(experiment, finished, planned=runs)
+            print((folder / "table.md").read_text())
+            return 0
         budget = experiment.spec.get("budget_minutes")
         if os.environ.get("RANK", "0") == "0":  # under torchrun, the first worker speaks for all
             print(f"{experiment.name}: {len(runs)} runs" + (f", budget {budget} min on a 2-core CPU" if budget else ""))
@@ -670,13 +677,16 @@ def run_experiment(args: argparse.Namespace) -> int:
         return 130
     except (ExperimentError, ConfigError, ValueError, FileNotFoundError) as error:
         return fail("experiment", error)
-    if interrupted:
-        return 130
     from .training import distributed
 
     if distributed.rank() != 0:  # under torchrun the first worker writes the results
-        return 0
-    folder = write_results(experiment, records)
+        return 130 if interrupted else 0
+    if interrupted:
+        if records:  # what is finished, marked partial; the same command trains the rest
+            folder = write_results(experiment, records, planned=runs)
+            print(f"{len(records)} finished runs written to {folder} (partial)", file=sys.stderr)
+        return 130
+    folder = write_results(experiment, records, planned=runs)
     print((folder / "table.md").read_text())
     print(f"results in {folder}: runs.jsonl, summary.json, table.md, table.png")
     return 0
@@ -715,6 +725,9 @@ def add_experiment(subparsers: argparse._SubParsersAction) -> None:
                         help="train this many runs at once, each with its share of the CPU threads (default 1; "
                         "auto: 1 on a GPU, else one per core up to 3 cores and one per two cores above)")
     parser.add_argument("--only", metavar="KEY", help="train and score this one run of the grid (a key from --plan)")
+    parser.add_argument("--results", action="store_true",
+                        help="write results/NAME from the runs finished so far (marked partial until all "
+                             "are); train nothing")
     parser.set_defaults(run=run_experiment)
 
 

@@ -903,8 +903,12 @@ def markdown_table(experiment: Experiment, summary: list[dict[str, Any]]) -> str
     return "\n".join(lines) + "\n"
 
 
-def write_results(experiment: Experiment, records: list[dict[str, Any]]) -> Path:
-    """results/NAME/: runs.jsonl (one record per run), summary.json, table.md, and a plot."""
+def write_results(experiment: Experiment, records: list[dict[str, Any]], planned: list[Run] | None = None) -> Path:
+    """results/NAME/: runs.jsonl (one record per run), summary.json, table.md, and a plot.
+
+    `planned`: the grid's runs; when some have no record, summary.json says how many are
+    finished ("finished", "planned", "missing") and table.md opens with a partial-results note.
+    """
     folder = experiment.results_dir
     folder.mkdir(parents=True, exist_ok=True)
     ordered = sorted(records, key=lambda r: r["key"])
@@ -913,10 +917,16 @@ def write_results(experiment: Experiment, records: list[dict[str, Any]]) -> Path
     os.replace(temporary, folder / "runs.jsonl")
     summary = summarise(experiment, ordered)
     ratios = ratio_summary(experiment, ordered, summary)
+    done = {r["key"] for r in ordered}
+    missing = [run.key for run in planned or [] if run.release is None and run.key not in done]
+    progress = {"finished": len(done), "planned": len(done) + len(missing), "missing": missing} if missing else {}
     _write_json(folder / "summary.json", {"experiment": experiment.name, "source": experiment.path.as_posix(),
                                           "description": experiment.spec.get("description", ""),
-                                          "cells": summary, "ratios": ratios})
-    (folder / "table.md").write_text(f"# {experiment.name}\n\n{experiment.spec.get('description', '')}\n\n"
+                                          **progress, "cells": summary, "ratios": ratios})
+    partial = (f"**Partial results: {len(done)} of {len(done) + len(missing)} runs are finished.** "
+               f"`w2v2-lite experiment {experiment.path.as_posix()}` trains the other {len(missing)} "
+               "and writes this folder again.\n\n" if missing else "")
+    (folder / "table.md").write_text(f"# {experiment.name}\n\n{partial}{experiment.spec.get('description', '')}\n\n"
                                      + markdown_table(experiment, summary) + markdown_ratios(experiment, ratios))
     if summary:
         plot_summary(experiment, summary, folder / "table.png")
