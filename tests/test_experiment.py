@@ -430,7 +430,7 @@ def test_rows_that_start_from_a_release_show_its_pretraining_run(tmp_path):
     folder = write_results(Experiment(tmp_path / "rel.json", spec), records)
     summary = json.loads((folder / "summary.json").read_text())
     facts = next(cell["pretraining"] for cell in summary["cells"] if cell["row"] == "pretrained")
-    assert facts == {"key": "release tiny", "updates": 40, "minutes": 1.5, "dev_accuracy": 0.25,
+    assert facts == {"key": "release tiny", "updates": 40, "minutes": 1.5, "threads": None, "dev_accuracy": 0.25,
                      "dev_code_perplexity": 7.5, "warnings": ["codebook collapse: 2 codes (update 40)"]}
     assert summary["ratios"][0]["pretrain_minutes"] == 1.5 and (folder / "ratio.png").is_file()
 

@@ -751,7 +751,8 @@ def _record(experiment: Experiment, run: Run, config: Any, metrics: dict[str, fl
             "train_wall_s": round(train_s, 1),
             "audio_seconds_per_second": round(audio_s / train_s, 2) if train_s else None,
             "precision": log[-1].get("precision") if log else None,
-            "device": str(pick_device(config.device)), "workers": world_size(), "torch": torch.__version__,
+            "device": str(pick_device(config.device)), "workers": world_size(), "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "metrics": metrics,
             "warnings": [warning for r in log for warning in r.get("warnings", [])]}
 
@@ -818,7 +819,8 @@ def release_record(folder: Path) -> dict[str, Any]:
     else:
         warnings = [w for record in (read_log(log_path) if log_path.is_file() else []) for w in record.get("warnings", [])]
     return {"key": f"release {folder.name}", "stage": "pretrain", "updates": facts.get("update"),
-            "wall_s": facts.get("wall_s", 0.0), "metrics": facts.get("metrics", {}), "warnings": warnings}
+            "wall_s": facts.get("wall_s", 0.0), "threads": facts.get("trained_with", {}).get("cpu_threads"),
+            "metrics": facts.get("metrics", {}), "warnings": warnings}
 
 
 def pretraining_facts(source: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -827,6 +829,7 @@ def pretraining_facts(source: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
     metrics = source["metrics"]
     return {"key": source["key"], "updates": source["updates"], "minutes": round(source["wall_s"] / 60, 1),
+            "threads": source.get("threads"),
             "dev_accuracy": metrics.get("dev_accuracy"), "dev_code_perplexity": metrics.get("dev_code_perplexity"),
             "warnings": [_first_sentence(warning) for warning in source.get("warnings", [])]}
 
@@ -930,7 +933,7 @@ def write_results(experiment: Experiment, records: list[dict[str, Any]], planned
                                      + markdown_table(experiment, summary) + markdown_ratios(experiment, ratios))
     if summary:
         plot_summary(experiment, summary, folder / "table.png")
-    if any(entry["pretrain_minutes"] is not None for entry in ratios):  # rows that start from pretraining
+    if any(entry["pretrain_updates"] is not None for entry in ratios):  # rows that start from pretraining
         plot_ratios(experiment, ratios, folder / "ratio.png")
     return folder
 
@@ -954,6 +957,7 @@ def ratio_summary(experiment: Experiment, records: list[dict[str, Any]],
         ratios.append({"row": cell["row"], "column": cell["column"], "metric": metric, "baseline": baseline,
                        "ratio": cell[metric]["mean"] / base[metric]["mean"],
                        "pretrain_updates": source.get("updates"), "pretrain_minutes": source.get("minutes"),
+                       "pretrain_threads": source.get("threads"),
                        "pretrain_dev_accuracy": source.get("dev_accuracy")})
     return ratios
 
@@ -962,19 +966,28 @@ def markdown_ratios(experiment: Experiment, ratios: list[dict[str, Any]]) -> str
     if not ratios:
         return ""
     lines = ["", f"{ratios[0]['metric']} relative to {ratios[0]['baseline']} (below 0.5: halved)", "",
-             "| row | column | ratio | pretraining updates | pretraining minutes | pretraining dev accuracy |",
+             "| row | column | ratio | pretraining updates | pretraining minutes (threads) | pretraining dev accuracy |",
              "|---|---|---|---|---|---|"]
     for entry in ratios:
         accuracy = entry["pretrain_dev_accuracy"]
         lines.append(f"| {entry['row']} | {entry['column']} | {entry['ratio']:.3f} | "
                      f"{entry['pretrain_updates'] if entry['pretrain_updates'] is not None else '-'} | "
-                     f"{entry['pretrain_minutes'] if entry['pretrain_minutes'] is not None else '-'} | "
+                     f"{_minutes(entry['pretrain_minutes'], entry.get('pretrain_threads'))} | "
                      f"{f'{accuracy:.3f}' if accuracy is not None else '-'} |")
     return "\n".join(lines) + "\n"
 
 
+def _minutes(minutes: float | None, threads: int | None) -> str:
+    if minutes is None:
+        return "-"
+    return f"{minutes} ({threads})" if threads else f"{minutes}"
+
+
 def plot_ratios(experiment: Experiment, ratios: list[dict[str, Any]], path: Path) -> None:
-    """The metric's ratio to the baseline against the pretraining run's wall minutes, a line per column."""
+    """The metric's ratio to the baseline against the pretraining run's updates, a line per column.
+
+    Updates, not wall minutes: runs trained side by side (--jobs) get fewer threads each
+    than a run trained alone, so their minutes do not compare; an update costs the same."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -982,15 +995,15 @@ def plot_ratios(experiment: Experiment, ratios: list[dict[str, Any]], path: Path
 
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for column in sorted({entry["column"] for entry in ratios}, key=str):
-        points = sorted((e["pretrain_minutes"], e["ratio"]) for e in ratios
-                        if e["column"] == column and e["pretrain_minutes"] is not None)
+        points = sorted((e["pretrain_updates"], e["ratio"]) for e in ratios
+                        if e["column"] == column and e["pretrain_updates"] is not None)
         if points:
             ax.plot(*zip(*points), marker="o", label=str(column))
     ax.axhline(1.0, color="0.5", linewidth=0.8, linestyle=":")
     ax.axhline(0.5, color="tab:red", linewidth=0.8, linestyle="--", label="halved")
-    if all((e["pretrain_minutes"] or 0) > 0 for e in ratios):
+    if all((e["pretrain_updates"] or 0) > 0 for e in ratios):
         ax.set_xscale("log")
-    ax.set_xlabel("pretraining wall time (minutes, this machine)")
+    ax.set_xlabel("pretraining updates")
     ax.set_ylabel(f"{ratios[0]['metric']}: pretrained / {ratios[0]['baseline']}")
     ax.set_ylim(0, max(1.2, max(e["ratio"] for e in ratios) * 1.05))
     ax.legend(title=str(experiment.spec["table"].get("columns", "")))
