@@ -114,6 +114,10 @@ def test_a_grid_runs_writes_results_and_is_not_run_twice(tmp_path, corpus, capsy
     assert [r["key"] for r in records] == sorted(r.key for r in plan(load_experiment(path)))
     for record in records:
         assert record["wall_s"] > 0 and record["audio_seconds_per_second"] > 0 and record["updates"] == 2
+        # the run resumed after the stop is timed from its whole log, not from the resume on
+        logged = [json.loads(line) for line in (Path(record["config"]["output_dir"]) / "log.jsonl").open()]
+        assert all("eval_wall_s" in r for r in logged if any(k.startswith("dev_") for k in r))
+        assert record["wall_s"] >= sum(r["wall_s"] + r.get("eval_wall_s", 0) for r in logged)
         assert record["seed"] == record["config"]["seed"] and record["config"]["output_dir"].endswith(record["hash"][:10])
         if record["stage"] == "finetune":
             assert {"test_cer", "test_wer", "dev_cer"} <= set(record["metrics"])

@@ -450,8 +450,13 @@ def train_and_evaluate(experiment: Experiment, run: Run, runs: list[Run], progre
         torch_barrier()
         return read_result(run)
     log = read_log(run.folder)  # read once: the dev metrics and the wall time both come from it
+    scoring = time.perf_counter()
     metrics = evaluate_run(run, config, experiment, log)
-    record = _record(experiment, run, config, metrics, time.perf_counter() - began, log)
+    ended = time.perf_counter()
+    # A run resumed after Ctrl-C was timed by this process only since the resume; its log
+    # times every update and dev evaluation of the whole run.
+    logged = sum(r.get("wall_s", 0.0) + r.get("eval_wall_s", 0.0) for r in log) + ended - scoring
+    record = _record(experiment, run, config, metrics, max(ended - began, logged), log)
     _write_json(run.folder / RESULT_FILE, record)
     torch_barrier()
     return record

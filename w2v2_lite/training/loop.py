@@ -435,7 +435,9 @@ class Trainer:
                     continue
                 record |= {"task": cfg.task, "epoch": self.epoch, "precision": self.precision}
                 if self.update % cfg.eval_every == 0 or self.update == cfg.max_updates:
+                    began = time.perf_counter()
                     record |= {f"dev_{k}": v for k, v in self.evaluate().items()}
+                    record["eval_wall_s"] = time.perf_counter() - began  # wall_s is the update's alone
                 self.history.append(record)
                 if log is not None and (self.update % cfg.log_every == 0 or "dev_accuracy" in record
                                         or "dev_cer" in record or "warnings" in record):
