@@ -585,7 +585,8 @@ def execute_parallel(experiment: Experiment, runs: list[Run], jobs: int,
     """`execute` with `jobs` runs at a time, each one `w2v2-lite experiment FILE --only KEY`
     in a child process with cpu_count // jobs threads, its output in its folder's
     experiment.log. A fine-tuning run waits for the pretraining run it starts from; which
-    run starts next is `next_to_start`'s choice. Ctrl-C (or SIGTERM) asks every child to save its checkpoint and waits for them."""
+    run starts next is `next_to_start`'s choice. Ctrl-C (or SIGTERM) asks every child to
+    save its checkpoint and waits for them."""
     import signal
     import subprocess
     import sys
@@ -604,7 +605,6 @@ def execute_parallel(experiment: Experiment, runs: list[Run], jobs: int,
             records[run.key] = record
         else:
             pending.append(run)
-
 
     running: dict[str, tuple[Any, Run, Any]] = {}
     failed: list[str] = []
