@@ -149,6 +149,13 @@ def test_a_grid_runs_writes_results_and_is_not_run_twice(tmp_path, corpus, capsy
             assert facts["dev_accuracy"] == by_key["pretrain/small"]["metrics"]["dev_accuracy"]
     assert "| pretraining: updates |" in table and "| scratch |" in table
     assert (results / "ratio.png").stat().st_size > 1000
+    # what a figure needs of the pretraining run's log (which stays in runs/) is committed beside
+    curves = json.loads((results / "curves.json").read_text())
+    assert curves["rows"] == {"pretrained": "pretrain/small"} and list(curves["runs"]) == ["pretrain/small"]
+    curve = curves["runs"]["pretrain/small"]
+    assert [p["update"] for p in curve["points"]] == [1, 2] and curve["points"][-1]["dev_accuracy"] == by_key[
+        "pretrain/small"]["metrics"]["dev_accuracy"]
+    assert curve["codebook_size"] > 0 and 0 < curve["chance_accuracy"] < 1
 
     assert main(["experiment", str(path), "--quiet"]) == 0  # everything cached: no training at all
     assert capsys.readouterr().out.count("done before") == 5 and len(calls) == 6

@@ -792,7 +792,24 @@ def pretraining_of(records: list[dict[str, Any]], group: list[dict[str, Any]]) -
     log_path = Path(source["config"]["output_dir"]) / "log.jsonl"
     if not log_path.is_file():  # a results file read without its runs: the warnings the run logged
         return source
-    return source | {"warnings": judged_log(str(log_path), json.dumps(source["config"]), None)}
+    source = source | {"log": str(log_path), "train_config": source["config"], "model_config": None}
+    return source | {"warnings": judged_log(*_log_of(source))}
+
+
+def _log_of(source: dict[str, Any]) -> tuple[str, str, str | None]:
+    """(log path, TrainConfig JSON, ModelConfig JSON or None) of a pretraining source that has its log."""
+    model = source.get("model_config")
+    return source["log"], json.dumps(source["train_config"]), json.dumps(model) if model else None
+
+
+def _monitor(train_config: str, model_config: str | None) -> Any:
+    from .config import ModelConfig
+    from .training.loop import TrainConfig, health_monitor
+
+    config = TrainConfig(**json.loads(train_config))
+    model = (ModelConfig.from_dict(json.loads(model_config)) if model_config
+             else getattr(ModelConfig, config.model_preset)(**config.model))
+    return health_monitor(config, model)
 
 
 @functools.lru_cache(maxsize=16)  # every cell of a table that starts from the run asks
@@ -800,15 +817,40 @@ def judged_log(log_path: str, train_config: str, model_config: str | None) -> li
     """The warnings of today's health monitor over a pretraining run's log (JSON texts of its
     TrainConfig and, for a release, its ModelConfig): a run trained before the monitor
     changed is judged as a run trained today (`training.monitors.replay`)."""
-    from .config import ModelConfig
     from .plots import read_log
-    from .training.loop import TrainConfig, health_monitor
     from .training.monitors import replay
 
-    config = TrainConfig(**json.loads(train_config))
-    model = (ModelConfig.from_dict(json.loads(model_config)) if model_config
-             else getattr(ModelConfig, config.model_preset)(**config.model))
-    return replay(health_monitor(config, model), read_log(Path(log_path)))
+    return replay(_monitor(train_config, model_config), read_log(Path(log_path)))
+
+
+CURVE_POINTS = 150  # points per pretraining run in curves.json, each the mean of a block of updates
+CURVE_KEYS = ("update", "loss", "accuracy", "code_perplexity", "temperature", "dev_accuracy", "dev_code_perplexity")
+
+
+def pretraining_curve(source: dict[str, Any]) -> dict[str, Any] | None:
+    """What a figure needs of the pretraining run behind a row: its log in CURVE_POINTS
+    blocks of updates, each point the block's last update and its means of loss, accuracy,
+    code perplexity and temperature (and the dev metrics of an evaluated update in it); its
+    codebook size G * V and chance accuracy 1 / (K + 1). None when its log is not here."""
+    if not source.get("log") or not Path(source["log"]).is_file():
+        return None
+    from .plots import read_log
+
+    log = read_log(Path(source["log"]))
+    step = max(1, math.ceil(len(log) / CURVE_POINTS))
+    points = []
+    for start in range(0, len(log), step):  # each point: the means over `step` updates, up to its update
+        block = log[start:start + step]
+        point: dict[str, Any] = {"update": block[-1]["update"]}
+        for key in CURVE_KEYS[1:]:
+            values = [r[key] for r in block if key in r]
+            if values:
+                point[key] = statistics.fmean(values)
+        points.append(point)
+    monitor = _monitor(*_log_of(source)[1:])
+    return {"key": source["key"], "updates_per_point": step, "codebook_size": monitor.num_entries or None,
+            "chance_accuracy": 1 / (1 + monitor.num_negatives) if monitor.num_negatives else None,
+            "points": points}
 
 
 @functools.lru_cache(maxsize=8)  # every cell of a table that starts from it asks; the log is MBs
@@ -819,13 +861,14 @@ def release_record(folder: Path) -> dict[str, Any]:
 
     facts = read_release_config(folder)
     log_path = folder / facts.get("log", "")
+    record = {"key": f"release {folder.name}", "stage": "pretrain", "updates": facts.get("update"),
+              "wall_s": facts.get("wall_s", 0.0), "threads": facts.get("trained_with", {}).get("cpu_threads"),
+              "metrics": facts.get("metrics", {})}
     if log_path.is_file() and "train_config" in facts:
-        warnings = judged_log(str(log_path), json.dumps(facts["train_config"]), json.dumps(facts["config"]))
-    else:
-        warnings = [w for record in (read_log(log_path) if log_path.is_file() else []) for w in record.get("warnings", [])]
-    return {"key": f"release {folder.name}", "stage": "pretrain", "updates": facts.get("update"),
-            "wall_s": facts.get("wall_s", 0.0), "threads": facts.get("trained_with", {}).get("cpu_threads"),
-            "metrics": facts.get("metrics", {}), "warnings": warnings}
+        record |= {"log": str(log_path), "train_config": facts["train_config"], "model_config": facts["config"]}
+        return record | {"warnings": judged_log(*_log_of(record))}
+    log = read_log(log_path) if log_path.is_file() else []
+    return record | {"warnings": [w for r in log for w in r.get("warnings", [])]}
 
 
 def pretraining_facts(source: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -936,6 +979,19 @@ def write_results(experiment: Experiment, records: list[dict[str, Any]], planned
                "and writes this folder again.\n\n" if missing else "")
     (folder / "table.md").write_text(f"# {experiment.name}\n\n{partial}{experiment.spec.get('description', '')}\n\n"
                                      + markdown_table(experiment, summary) + markdown_ratios(experiment, ratios))
+    curves: dict[str, Any] = {"rows": {}, "runs": {}}  # row -> its pretraining run's key -> its curve
+    rows = experiment.spec.get("table", {}).get("rows")
+    for cell in summary:
+        source = pretraining_of(ordered, [r for r in ordered if r["stage"] == "finetune"
+                                          and r["coordinates"].get(rows) == cell["row"]])
+        if source is None:
+            continue
+        if source["key"] not in curves["runs"] and (curve := pretraining_curve(source)):
+            curves["runs"][source["key"]] = curve
+        if source["key"] in curves["runs"]:
+            curves["rows"][str(cell["row"])] = source["key"]
+    if curves["runs"]:  # a run's log stays in runs/; what a figure needs of it is committed here
+        _write_json(folder / "curves.json", curves)
     if summary:
         plot_summary(experiment, summary, folder / "table.png")
     if any(entry["pretrain_updates"] is not None for entry in ratios):  # rows that start from pretraining
