@@ -73,10 +73,14 @@ def test_parallel_jobs_start_interrupted_runs_then_dependents_then_plan_order(tm
     # the pretraining run finished: its fine-tuning runs go before the scratch runs
     rest = [scratch_1, scratch_2, pretrained_1, pretrained_2]
     assert next_to_start(rest, runs, {pretrain.key}) is pretrained_1
+    # a run whose training another experiment did (only its scoring is left) goes first
+    assert next_to_start(rest, runs, {pretrain.key}, frozenset({scratch_2.key})) is scratch_2
     # a run stopped with a checkpoint resumes before anything else
+    assert next_to_start(rest, runs, {pretrain.key}, frozenset({scratch_1.key})) is scratch_1
     scratch_2.folder.mkdir(parents=True)
     (scratch_2.folder / "checkpoint_last.pt").write_bytes(b"")
     assert next_to_start(rest, runs, {pretrain.key}) is scratch_2
+    assert next_to_start(rest, runs, {pretrain.key}, frozenset({scratch_1.key})) is scratch_2
 
 
 def test_a_grid_runs_writes_results_and_is_not_run_twice(tmp_path, corpus, capsys, monkeypatch):

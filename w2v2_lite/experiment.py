@@ -567,17 +567,20 @@ def label_with_teacher(experiment: Experiment, run: Run, runs: list[Run], progre
     return record
 
 
-def next_to_start(pending: list[Run], runs: list[Run], finished: set[str]) -> Run | None:
+def next_to_start(pending: list[Run], runs: list[Run], finished: set[str],
+                  twins: frozenset[str] = frozenset()) -> Run | None:
     """Which of the `pending` runs to start next, or None when none can start yet (each
     waits for a run of `runs` whose key is not in `finished`). A run interrupted earlier
-    (it has a checkpoint) goes first, then one that builds on finished runs (fine-tuning
-    before pretraining: a grid stopped halfway has whole rows), then plan order."""
+    (it has a checkpoint) goes first, then one whose training another experiment did (its
+    key in `twins`: only its scoring is left), then one that builds on finished runs
+    (fine-tuning before pretraining: a grid stopped halfway has whole rows), then plan order."""
     from .training.checkpoint import latest_checkpoint
 
     order = {run.key: index for index, run in enumerate(runs)}
     ready = [r for r in pending if all(needed.key in finished for needed in dependencies(r, runs))]
     started = [r for r in ready if r.folder is not None and latest_checkpoint(r.folder) is not None]
-    return max(started or ready, key=lambda r: (len(dependencies(r, runs)), -order[r.key]), default=None)
+    return max(started or ready, key=lambda r: (r.key in twins, len(dependencies(r, runs)), -order[r.key]),
+               default=None)
 
 
 def execute_parallel(experiment: Experiment, runs: list[Run], jobs: int,
@@ -605,6 +608,7 @@ def execute_parallel(experiment: Experiment, runs: list[Run], jobs: int,
             records[run.key] = record
         else:
             pending.append(run)
+    twins = frozenset(run.key for run in pending if trained_twin(experiment, run) is not None)
 
     running: dict[str, tuple[Any, Run, Any]] = {}
     failed: list[str] = []
@@ -613,7 +617,7 @@ def execute_parallel(experiment: Experiment, runs: list[Run], jobs: int,
     try:
         while pending or running:
             while not failed and not interrupted and len(running) < jobs:
-                run = next_to_start(pending, runs, set(records))
+                run = next_to_start(pending, runs, set(records), twins)
                 if run is None:
                     break
                 pending.remove(run)
