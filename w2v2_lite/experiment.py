@@ -919,7 +919,13 @@ def summarise(experiment: Experiment, records: list[dict[str, Any]]) -> list[dic
         entry["audio_seconds_per_second"] = statistics.fmean(
             [r["audio_seconds_per_second"] for r in group if r["audio_seconds_per_second"]] or [math.nan])
         summary.append(entry)
-    return summary
+    grid = experiment.spec.get("finetune", {}).get("grid", {})
+
+    def place(axis: str | None, value: Any) -> int:
+        values = list(grid.get(axis, [])) if axis else []
+        return values.index(value) if value in values else len(values)
+
+    return sorted(summary, key=lambda e: (place(rows, e["row"]), place(columns, e["column"])))  # the grid's order
 
 
 def markdown_table(experiment: Experiment, summary: list[dict[str, Any]]) -> str:
@@ -933,7 +939,7 @@ def markdown_table(experiment: Experiment, summary: list[dict[str, Any]]) -> str
                                               for column in columns for metric in metrics]
     head += ["minutes (all runs)", "audio s/s"]
     if pretrained:
-        head += ["pretraining: updates", "minutes", "dev accuracy", "code perplexity", "health warnings"]
+        head += ["pretraining: updates", "minutes (threads)", "dev accuracy", "code perplexity", "health warnings"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         cells = [str(row)]
@@ -950,7 +956,7 @@ def markdown_table(experiment: Experiment, summary: list[dict[str, Any]]) -> str
         if pretrained:
             facts = next((e["pretraining"] for e in summary if e["row"] == row and e.get("pretraining")), None)
             cells += ["-"] * 5 if facts is None else [
-                str(facts["updates"]), f"{facts['minutes']:.1f}",
+                str(facts["updates"]), _minutes(facts["minutes"], facts.get("threads")),
                 "-" if facts["dev_accuracy"] is None else f"{facts['dev_accuracy']:.3f}",
                 "-" if facts["dev_code_perplexity"] is None else f"{facts['dev_code_perplexity']:.1f}",
                 "; ".join(facts["warnings"]) or "none"]
@@ -1035,7 +1041,8 @@ def markdown_ratios(experiment: Experiment, ratios: list[dict[str, Any]]) -> str
              "|---|---|---|---|---|---|"]
     for entry in ratios:
         accuracy = entry["pretrain_dev_accuracy"]
-        lines.append(f"| {entry['row']} | {entry['column']} | {entry['ratio']:.3f} | "
+        column = "-" if entry["column"] is None else entry["column"]
+        lines.append(f"| {entry['row']} | {column} | {entry['ratio']:.3f} | "
                      f"{entry['pretrain_updates'] if entry['pretrain_updates'] is not None else '-'} | "
                      f"{_minutes(entry['pretrain_minutes'], entry.get('pretrain_threads'))} | "
                      f"{f'{accuracy:.3f}' if accuracy is not None else '-'} |")
