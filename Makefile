@@ -19,7 +19,7 @@ help:
 	@echo "make book     set up, make the data, execute the notebooks and build book/_build/html"
 	@echo "make lab      open JupyterLab on the notebooks (the chapters of the book)"
 	@echo "make bench    print speed ratios against transformers"
-	@echo "make experiment  Table 1 in miniature: pretrained vs scratch at 10 min and 1 h of labels (~100 min)"
+	@echo "make experiment  Table 1 in miniature: pretrained vs scratch at 10 min and 1 h of labels (~85 min)"
 	@echo "make lock     re-pin requirements.lock from the current $(VENV)"
 	@echo "make mutation mutation-test the core modules with mutmut (about two minutes; not part of make test)"
 
