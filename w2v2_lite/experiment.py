@@ -573,7 +573,9 @@ def next_to_start(pending: list[Run], runs: list[Run], finished: set[str],
     waits for a run of `runs` whose key is not in `finished`). A run interrupted earlier
     (it has a checkpoint) goes first, then one whose training another experiment did (its
     key in `twins`: only its scoring is left), then one that builds on finished runs
-    (fine-tuning before pretraining: a grid stopped halfway has whole rows), then plan order."""
+    (a fine-tuning run whose pretraining finished goes before new pretraining: a grid stopped
+    halfway has whole rows), then plan order, where pretraining runs, the longest path, come
+    first: a run from scratch or from a release waits behind them."""
     from .training.checkpoint import latest_checkpoint
 
     order = {run.key: index for index, run in enumerate(runs)}
