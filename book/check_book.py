@@ -18,7 +18,7 @@ the machine already has: `playwright install` is never needed. The folder is ser
   TeX that escaped typesetting (`$$`, `\\(`, `\\[`, `$x$`, `\\frac`...);
 - figures and audio are there: every <img> has loaded (naturalWidth > 0), every <audio>
   has a source whose metadata loads, and every "Figure N:" caption has a picture before it;
-- no code is cut off: at 1280 px no code cell or printed output scrolls sideways;
+- no code is cut off: at 1280 px no code block (a cell's or the prose's) or printed output scrolls sideways;
 - widgets work (the DOM contract of w2v2_lite.viz): each `.w2v2-widget` reports
   data-ready="1"; each of its range, number and select controls is moved as a reader
   would move it (a click on the slider's track, else the keyboard; a number typed in; an

@@ -376,9 +376,9 @@ def console_errors(events: list[dict]) -> list[str]:
 
 
 WINDOW_WIDTH = 1280  # a laptop screen: both sidebars show, and code must still fit beside them
-# The longest line of each code cell or printed output that is wider than its box.
+# The longest line of each code block (a cell's or the prose's) or printed output wider than its box.
 CUT_OFF_CODE = """
-[...document.querySelectorAll('div.cell div.highlight pre, div.cell div.cell_output pre')]
+[...document.querySelectorAll('div.highlight pre, div.cell div.cell_output pre')]
   .filter(block => block.scrollWidth > block.clientWidth + 1)
   .map(block => block.textContent.split('\\n').reduce((a, b) => b.length > a.length ? b : a, ''))
 """

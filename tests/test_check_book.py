@@ -96,6 +96,14 @@ PAGES = {
     "frozen_widget.html": _page(WIDGET.replace("FROZEN", "true")),
     "raw_math.html": _page('<p>Math that nothing typeset: <span class="math">\\(x^2\\)</span> and $$y$$.</p>'),
     "missing_figure.html": _page('<img src="_images/none.png" alt="gone"><p><em>Figure 2: gone.</em></p>'),
+    # A code block of a notebook's cell and one of the prose (a fenced block), each with a line
+    # too long for its width: both scroll sideways, and both are reported.
+    "wide_code.html": _page(
+        '<div class="cell"><div class="highlight"><pre style="width: 200px; overflow-x: auto">'
+        "short\nprint('a code line far too long for a column two hundred pixels wide')</pre></div></div>"
+        '<div class="highlight-bash"><div class="highlight"><pre style="width: 200px; overflow-x: auto">'
+        "make test   # a comment far too long for a column two hundred pixels wide</pre></div></div>"
+        '<div class="highlight"><pre style="width: 600px; overflow-x: auto">make book</pre></div>'),
 }
 
 
@@ -158,3 +166,10 @@ def test_the_pages_are_those_of_the_toc():
     pages = check_book.toc_pages(BOOK / "_toc.yml")
     assert pages[0] == "intro.html"
     assert "notebooks/01_feature_encoder.html" in pages
+
+
+def test_a_code_block_that_scrolls_sideways_fails_in_a_cell_and_in_the_prose(results):
+    cut = [problem for problem in results["wide_code.html"].problems if "scrolls sideways" in problem]
+    assert len(cut) == 2
+    assert "print('a code line far too long" in cut[0]  # the longest line is the one named
+    assert "make test   # a comment far too long" in cut[1]
