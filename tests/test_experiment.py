@@ -167,6 +167,59 @@ def test_a_grid_runs_writes_results_and_is_not_run_twice(tmp_path, corpus, capsy
     assert capsys.readouterr().out.count("done ") == 5
 
 
+def test_reuse_results_trains_only_what_the_committed_results_lack(tmp_path, corpus, capsys, monkeypatch):
+    import shutil
+
+    from w2v2_lite.training import loop
+
+    path = write_experiment(tmp_path, corpus)
+    real_train, calls = loop.Trainer.train, []
+    monkeypatch.setattr(loop.Trainer, "train", lambda self: (calls.append(Path(self.config.output_dir).name),
+                                                             real_train(self))[1])
+    assert main(["experiment", str(path), "--quiet"]) == 0 and len(calls) == 5
+    results = tmp_path / "results" / "mini"
+    first = {json.loads(line)["key"]: json.loads(line) for line in (results / "runs.jsonl").open()}
+    curves = (results / "curves.json").read_text()
+
+    # A new machine: runs/ is gone, results/ is committed, and the grid gained a seed.
+    shutil.rmtree(tmp_path / "runs")
+    spec = json.loads(path.read_text())
+    spec["finetune"]["grid"]["seed"] = [1, 2, 3]
+    path.write_text(json.dumps(spec))
+    capsys.readouterr()
+    assert main(["experiment", str(path), "--plan"]) == 0  # without the flag a clone trains every run again
+    assert capsys.readouterr().out.count("to run") == 7
+    assert main(["experiment", str(path), "--plan", "--reuse-results"]) == 0
+    states = {parts[-2]: parts[-3] for parts in map(str.split, capsys.readouterr().out.splitlines())}
+    # the new pretrained seed needs the pretraining run's checkpoint: that run trains again
+    assert states == {"pretrain/small": "run", **{f"finetune/init={init}/seed={seed}": "results"
+                      for init in ("pretrained", "scratch") for seed in (1, 2)},
+                      "finetune/init=pretrained/seed=3": "run", "finetune/init=scratch/seed=3": "run"}
+    calls.clear()
+    assert main(["experiment", str(path), "--quiet", "--reuse-results"]) == 0
+    assert sorted(name.split("-")[0] for name in calls) == ["finetune", "finetune", "pretrain"]
+    assert capsys.readouterr().out.count("taken from") == 4
+    records = {json.loads(line)["key"]: json.loads(line) for line in (results / "runs.jsonl").open()}
+    assert len(records) == 7 and all(records[key] == first[key] for key in first if key.startswith("finetune"))
+    assert records["pretrain/small"]["metrics"] == first["pretrain/small"]["metrics"]  # the same seed, same numbers
+
+    # Again on a bare machine: every run is in the results, nothing trains, the curves stay.
+    shutil.rmtree(tmp_path / "runs")
+    calls.clear()
+    assert main(["experiment", str(path), "--quiet", "--reuse-results"]) == 0 and calls == []
+    assert json.loads((results / "curves.json").read_text()) == json.loads(curves)
+    assert main(["experiment", str(path), "--results", "--reuse-results"]) == 0 and calls == []
+    assert {json.loads(line)["key"] for line in (results / "runs.jsonl").open()} == set(records)
+
+    # A damaged results file is named, with the fix, and nothing is written over it.
+    (results / "runs.jsonl").write_text((results / "runs.jsonl").read_text()[:-40])
+    damaged = (results / "runs.jsonl").read_text()
+    assert main(["experiment", str(path), "--results", "--reuse-results"]) == 2
+    error = capsys.readouterr().err
+    assert str(results / "runs.jsonl") in error and "line 7" in error and "git checkout" in error
+    assert (results / "runs.jsonl").read_text() == damaged
+
+
 @pytest.mark.parametrize("change, message", [
     ({"nme": "x"}, "unknown key(s) ['nme']"),
     ({"name": "a b"}, "plain name"),
@@ -425,7 +478,9 @@ def test_a_student_naming_no_pseudolabel_entry_is_an_error(tmp_path, corpus):
         plan(load_experiment(path))
 
 
-def test_rows_that_start_from_a_release_show_its_pretraining_run(tmp_path):
+def test_rows_that_start_from_a_release_show_its_pretraining_run(tmp_path, monkeypatch):
+    import shutil
+
     from w2v2_lite import ModelConfig
     from w2v2_lite.experiment import Experiment, write_results
     from w2v2_lite.models import Wav2Vec2ForPreTraining
@@ -448,6 +503,17 @@ def test_rows_that_start_from_a_release_show_its_pretraining_run(tmp_path):
     assert facts == {"key": "release tiny", "updates": 40, "minutes": 1.5, "threads": None, "dev_accuracy": 0.25,
                      "dev_code_perplexity": 7.5, "warnings": ["codebook collapse: 2 codes (update 40)"]}
     assert summary["ratios"][0]["pretrain_minutes"] == 1.5 and (folder / "ratio.png").is_file()
+
+    # Where the release is not built (results written from committed records on a new machine),
+    # the facts come from data/pretrained/NAME, the committed config and log of its reference run.
+    repository = tmp_path / "clone"
+    (repository / "data" / "pretrained").mkdir(parents=True)
+    shutil.copytree(release, repository / "data" / "pretrained" / "tiny", ignore=shutil.ignore_patterns("*.safetensors"))
+    monkeypatch.chdir(repository)
+    records[1]["config"]["init_from"] = "data/generated/pretrained/tiny"
+    folder = write_results(Experiment(tmp_path / "rel.json", spec), records)
+    summary = json.loads((folder / "summary.json").read_text())
+    assert next(cell["pretraining"] for cell in summary["cells"] if cell["row"] == "pretrained") == facts
 
 
 def test_a_pretraining_run_is_judged_by_todays_health_monitor_over_its_log(tmp_path):

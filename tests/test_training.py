@@ -85,7 +85,8 @@ def test_gumbel_decay_reaches_the_floor_when_asked():
 
 
 # ------------------------------------------------------------------ precision
-def test_precision_auto_follows_the_hardware():
+def test_precision_auto_follows_the_hardware(monkeypatch):
+    monkeypatch.delenv(precision_module.PRECISION_VARIABLE, raising=False)
     assert resolve_precision("fp32", "cpu") == "fp32" and resolve_precision("bf16", "cpu") == "bf16"
     pays = cpu_has_bf16() and precision_module.cpu_bf16_speedup() >= precision_module.BF16_MIN_SPEEDUP
     assert resolve_precision("auto", "cpu") == ("bf16" if pays else "fp32")
@@ -97,9 +98,23 @@ def test_precision_auto_follows_the_hardware():
                                                          (False, 2.5, "fp32")])
 def test_precision_auto_takes_bf16_only_where_it_is_faster(monkeypatch, has_bf16, speedup, expected):
     # A CPU with bf16 flags whose bf16 kernels run slower than fp32 (seen on a Xeon VM) keeps fp32.
+    monkeypatch.delenv(precision_module.PRECISION_VARIABLE, raising=False)
     monkeypatch.setattr(precision_module, "cpu_has_bf16", lambda: has_bf16)
     monkeypatch.setattr(precision_module, "cpu_bf16_speedup", lambda: speedup)
     assert resolve_precision("auto", "cpu") == expected
+
+
+def test_the_environment_decides_what_auto_becomes_and_nothing_else(monkeypatch):
+    # A grid begun in fp32 on a CPU where bf16 lost goes on in fp32 on one where bf16 pays.
+    monkeypatch.setattr(precision_module, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(precision_module, "cpu_bf16_speedup", lambda: 2.5)
+    monkeypatch.setenv(precision_module.PRECISION_VARIABLE, "fp32")
+    assert resolve_precision("auto", "cpu") == "fp32" and resolve_precision("bf16", "cpu") == "bf16"
+    monkeypatch.setenv(precision_module.PRECISION_VARIABLE, "bf16")
+    assert resolve_precision("auto", "cpu") == "bf16" and resolve_precision("fp32", "cpu") == "fp32"
+    monkeypatch.setenv(precision_module.PRECISION_VARIABLE, "half")
+    with pytest.raises(ValueError, match="W2V2_LITE_PRECISION='half': set it to fp32 or bf16"):
+        resolve_precision("auto", "cpu")
 
 
 def test_bf16_speedup_is_a_timed_ratio():

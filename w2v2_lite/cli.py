@@ -646,15 +646,17 @@ def auto_jobs() -> int:
 
 def run_experiment(args: argparse.Namespace) -> int:
     """Plan the grid of an experiment file, run what is not done yet, write results/NAME/."""
-    from .experiment import (ExperimentError, execute, load_experiment, plan, read_result, trained_twin,
-                             write_results)
+    from .experiment import (ExperimentError, committed_records, execute, load_experiment, plan, read_result,
+                             trained_twin, write_results)
 
     try:
         experiment = load_experiment(args.config, args.scale)
         runs = plan(experiment)
+        reused = committed_records(experiment, runs) if args.reuse_results else {}
         if args.plan:
             for run in runs:
                 state = ("release" if run.release else "done" if read_result(run) else
+                         "in results" if run.key in reused else
                          "partly trained" if run.folder and (run.folder / "checkpoint_last.pt").is_file() else
                          "trained before" if trained_twin(experiment, run) else "to run")
                 print(f"{state:>14}  {run.key}  {run.folder or run.release}")
@@ -662,7 +664,8 @@ def run_experiment(args: argparse.Namespace) -> int:
         if args.only is not None:
             return run_one(experiment, runs, args.only, progress=not args.quiet)
         if args.results:
-            finished = [record for run in runs if run.release is None and (record := read_result(run)) is not None]
+            finished = [record for run in runs if run.release is None
+                        and (record := reused.get(run.key) or read_result(run)) is not None]
             if not finished:
                 raise ExperimentError(f"{experiment.path}: no run is finished yet; nothing to write")
             folder = write_results(experiment, finished, planned=runs)
@@ -671,7 +674,8 @@ def run_experiment(args: argparse.Namespace) -> int:
         budget = experiment.spec.get("budget_minutes")
         if os.environ.get("RANK", "0") == "0":  # under torchrun, the first worker speaks for all
             print(f"{experiment.name}: {len(runs)} runs" + (f", budget {budget} min on a 2-core CPU" if budget else ""))
-        records, interrupted = execute(experiment, runs, progress=not args.quiet and args.jobs == 1, jobs=args.jobs)
+        records, interrupted = execute(experiment, runs, progress=not args.quiet and args.jobs == 1, jobs=args.jobs,
+                                       reused=reused)
     except KeyboardInterrupt:
         print("stopped; the same command resumes the grid", file=sys.stderr)
         return 130
@@ -725,6 +729,10 @@ def add_experiment(subparsers: argparse._SubParsersAction) -> None:
                         help="train this many runs at once, each with its share of the CPU threads (default 1; "
                         "auto: 1 on a GPU, else one per core up to 3 cores and one per two cores above)")
     parser.add_argument("--only", metavar="KEY", help="train and score this one run of the grid (a key from --plan)")
+    parser.add_argument("--reuse-results", action="store_true",
+                        help="take the runs recorded in results/NAME/runs.jsonl with the same hash as finished "
+                             "when runs/ lacks them, and train only the rest (a grid finished on several "
+                             "machines or clones; without it, a fresh clone trains and reproduces every run)")
     parser.add_argument("--results", action="store_true",
                         help="write results/NAME from the runs finished so far (marked partial until all "
                              "are); train nothing")

@@ -359,6 +359,31 @@ def _resolved(run: Run, runs: list[Run]) -> dict[str, Any]:
     return values
 
 
+def committed_records(experiment: Experiment, runs: list[Run]) -> dict[str, dict[str, Any]]:
+    """The records of results/NAME/runs.jsonl that the grid can take as finished runs when
+    runs/ lacks them (`--reuse-results`: a grid finished over several machines or clones):
+    key -> record, for each planned run with no record in runs/ whose committed record has
+    its very hash. A pretraining record is left out (so the run is trained again) when a
+    fine-tuning run still to train starts from it, since that needs its checkpoint."""
+    path = experiment.results_dir / "runs.jsonl"
+    if not path.is_file():
+        return {}
+    committed = {}
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ExperimentError(f"{path}, line {number}: not a JSON record ({error.msg}); restore the file "
+                                  "with git checkout, or leave out --reuse-results") from None
+        committed[record.get("key")] = record
+    reused = {run.key: committed[run.key] for run in runs
+              if run.release is None and run.key in committed and committed[run.key].get("hash") == run.hash
+              and read_result(run) is None}
+    to_train = [run for run in runs if run.release is None and run.key not in reused and read_result(run) is None]
+    needed = {source.key for run in to_train for source in dependencies(run, runs)}
+    return {key: record for key, record in reused.items() if key not in needed}
+
+
 def dependencies(run: Run, runs: list[Run]) -> list[Run]:
     """The runs that must be finished before `run` starts (releases need nothing)."""
     if run.stage == "pseudolabel":
@@ -374,12 +399,14 @@ def dependencies(run: Run, runs: list[Run]) -> list[Run]:
 
 
 def execute(experiment: Experiment, runs: list[Run], progress: bool = True, echo: Any = print,
-            jobs: int = 1) -> tuple[list[dict[str, Any]], bool]:
+            jobs: int = 1, reused: dict[str, dict[str, Any]] | None = None) -> tuple[list[dict[str, Any]], bool]:
     """Train and evaluate every run not yet done; ([records of finished runs], interrupted).
 
     jobs > 1 trains that many runs at once, each in its own process with its share of the
     CPU threads (a tiny model keeps one core busier than two; see `execute_parallel`).
+    `reused`: key -> a committed record to take as that run's (`committed_records`).
     """
+    reused = reused or {}
     from .training import distributed
 
     if distributed.init_from_environment():  # under torchrun: every worker walks the grid, each run in DDP
@@ -396,12 +423,16 @@ def execute(experiment: Experiment, runs: list[Run], progress: bool = True, echo
         make_corpus_if_missing(experiment, echo)
         build_releases_if_missing(runs, echo)
     if jobs > 1:
-        return execute_parallel(experiment, runs, jobs, echo)
+        return execute_parallel(experiment, runs, jobs, echo, reused)
     records = []
     for index, run in enumerate(runs, start=1):
         where = f"[{index}/{len(runs)}] {run.key}"
         if run.release is not None:
             echo(f"{where}: the release {run.reference()}")
+            continue
+        if run.key in reused:
+            echo(f"{where}: taken from {experiment.results_dir / 'runs.jsonl'} ({_metrics_text(reused[run.key])})")
+            records.append(reused[run.key])
             continue
         record = read_result(run)
         if record is not None:
@@ -562,7 +593,7 @@ def label_with_teacher(experiment: Experiment, run: Run, runs: list[Run], progre
               "teacher": {"key": teacher.key, "checkpoint": str(checkpoint), "update": update},
               "lm_words": len(lm.vocabulary) if lm else 0, "updates": 0,
               "wall_s": round(time.perf_counter() - began, 1), "device": str(device), "torch": torch.__version__,
-              "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "metrics": metrics}
+              "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "cpu": cpu_model(), "metrics": metrics}
     _write_json(run.folder / RESULT_FILE, record)
     return record
 
@@ -585,8 +616,8 @@ def next_to_start(pending: list[Run], runs: list[Run], finished: set[str],
                default=None)
 
 
-def execute_parallel(experiment: Experiment, runs: list[Run], jobs: int,
-                     echo: Any = print) -> tuple[list[dict[str, Any]], bool]:
+def execute_parallel(experiment: Experiment, runs: list[Run], jobs: int, echo: Any = print,
+                     reused: dict[str, dict[str, Any]] | None = None) -> tuple[list[dict[str, Any]], bool]:
     """`execute` with `jobs` runs at a time, each one `w2v2-lite experiment FILE --only KEY`
     in a child process with cpu_count // jobs threads, its output in its folder's
     experiment.log. A fine-tuning run waits for the pretraining run it starts from; which
@@ -605,6 +636,9 @@ def execute_parallel(experiment: Experiment, runs: list[Run], jobs: int,
         where = f"[{order[run.key]}/{len(runs)}] {run.key}"
         if run.release is not None:
             echo(f"{where}: the release {run.reference()}")
+        elif run.key in (reused or {}):
+            echo(f"{where}: taken from {experiment.results_dir / 'runs.jsonl'} ({_metrics_text(reused[run.key])})")
+            records[run.key] = reused[run.key]
         elif (record := read_result(run)) is not None:
             echo(f"{where}: done before ({_metrics_text(record)})")
             records[run.key] = record
@@ -764,7 +798,7 @@ def _record(experiment: Experiment, run: Run, config: Any, metrics: dict[str, fl
             "precision": log[-1].get("precision") if log else None,
             "device": str(pick_device(config.device)), "workers": world_size(), "threads": torch.get_num_threads(),
             "torch": torch.__version__,
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "metrics": metrics,
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "cpu": cpu_model(), "metrics": metrics,
             "warnings": [warning for r in log for warning in r.get("warnings", [])]}
 
 
@@ -773,6 +807,18 @@ def _metrics_text(record: dict[str, Any]) -> str:
              if key.startswith(("test_", "dev_")) and key.endswith(("cer", "wer", "accuracy"))}
     text = ", ".join(f"{key} {value:.3f}" for key, value in shown.items())
     return f"{text}; {record['wall_s']:.0f} s" if text else f"{record['wall_s']:.0f} s"
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_model() -> str:
+    """The CPU's model name ("AMD EPYC", "Intel(R) Xeon(R) ..."): runs on two CPUs with the
+    same core count can differ in kernels, in what precision "auto" picks, and in speed."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
 
 
 def _write_json(path: Path, value: Any) -> None:
@@ -788,8 +834,12 @@ def pretraining_of(records: list[dict[str, Any]], group: list[dict[str, Any]]) -
     from .training.release import is_release
 
     inits = {r["config"].get("init_from") for r in group}
-    if len(inits) == 1 and isinstance(init := next(iter(inits)), str) and is_release(Path(init)):
-        return release_record(Path(init))
+    if len(inits) == 1 and isinstance(init := next(iter(inits)), str):
+        if is_release(Path(init)):
+            return release_record(Path(init))
+        reference = Path("data") / "pretrained" / Path(init).name  # a release not built here: its committed run
+        if Path(init).parent.as_posix().endswith("generated/pretrained") and (reference / "config.json").is_file():
+            return release_record(reference.resolve())  # resolved: release_record's cache is keyed by it
     folders = {str(Path(r["config"].get("init_from") or "").parent) for r in group}
     sources = [r for r in records if r["stage"] == "pretrain" and str(Path(r["config"]["output_dir"])) in folders]
     if len(sources) != 1 or len(folders) != 1:
@@ -861,11 +911,12 @@ def pretraining_curve(source: dict[str, Any]) -> dict[str, Any] | None:
 
 @functools.lru_cache(maxsize=8)  # every cell of a table that starts from it asks; the log is MBs
 def release_record(folder: Path) -> dict[str, Any]:
-    """A release's pretraining run in the shape of a run record, from its config.json and log."""
+    """A release's pretraining run in the shape of a run record, from its config.json and log
+    (a built release, or data/pretrained/NAME: the committed config and log of its reference run)."""
     from .plots import read_log
-    from .pretrained import read_release_config
+    from .pretrained import CONFIG_FILE
 
-    facts = read_release_config(folder)
+    facts = json.loads((folder / CONFIG_FILE).read_text())
     log_path = folder / facts.get("log", "")
     record = {"key": f"release {folder.name}", "stage": "pretrain", "updates": facts.get("update"),
               "wall_s": facts.get("wall_s", 0.0), "threads": facts.get("trained_with", {}).get("cpu_threads"),
@@ -991,6 +1042,7 @@ def write_results(experiment: Experiment, records: list[dict[str, Any]], planned
                "and writes this folder again.\n\n" if missing else "")
     (folder / "table.md").write_text(f"# {experiment.name}\n\n{partial}{experiment.spec.get('description', '')}\n\n"
                                      + markdown_table(experiment, summary) + markdown_ratios(experiment, ratios))
+    earlier = json.loads((folder / "curves.json").read_text()) if (folder / "curves.json").is_file() else {}
     curves: dict[str, Any] = {"rows": {}, "runs": {}}  # row -> its pretraining run's key -> its curve
     rows = experiment.spec.get("table", {}).get("rows")
     for cell in summary:
@@ -1000,6 +1052,8 @@ def write_results(experiment: Experiment, records: list[dict[str, Any]], planned
             continue
         if source["key"] not in curves["runs"] and (curve := pretraining_curve(source)):
             curves["runs"][source["key"]] = curve
+        elif source["key"] not in curves["runs"] and source["key"] in earlier.get("runs", {}):
+            curves["runs"][source["key"]] = earlier["runs"][source["key"]]  # a reused record: its log is not here
         if source["key"] in curves["runs"]:
             curves["rows"][str(cell["row"])] = source["key"]
     if curves["runs"]:  # a run's log stays in runs/; what a figure needs of it is committed here

@@ -8,18 +8,25 @@ exposed, oneDNN's bf16 kernels ran at half to two thirds of the fp32 speed. CPUs
 instructions emulate bf16 and gain nothing. The numerically delicate parts
 (Gumbel-softmax, cosine similarity, log-softmax, the losses, the norms) run in fp32
 inside the model whatever the autocast dtype.
+
+The environment variable `W2V2_LITE_PRECISION` (fp32 or bf16) decides what "auto" becomes
+on any device: a grid begun in fp32 on one CPU can go on in fp32 on a CPU where bf16 pays.
+It does not enter a run's hash (the config still says "auto"); each record says the
+precision it trained in.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import time
 from pathlib import Path
 
 import torch
 
 PRECISIONS = ("auto", "fp32", "bf16")
+PRECISION_VARIABLE = "W2V2_LITE_PRECISION"  # what "auto" becomes, when set (fp32 or bf16)
 
 
 @functools.lru_cache(maxsize=1)
@@ -67,6 +74,12 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
         raise ValueError(f"precision={precision!r}: choose one of {PRECISIONS}")
     if precision != "auto":
         return precision
+    chosen = os.environ.get(PRECISION_VARIABLE, "")
+    if chosen:
+        if chosen not in PRECISIONS[1:]:
+            raise ValueError(f"the environment variable {PRECISION_VARIABLE}={chosen!r}: set it to fp32 or bf16, "
+                             "or unset it to let precision \"auto\" choose by the hardware")
+        return chosen
     device = torch.device(device)
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
