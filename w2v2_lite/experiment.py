@@ -376,10 +376,10 @@ def committed_records(experiment: Experiment, runs: list[Run]) -> dict[str, dict
             raise ExperimentError(f"{path}, line {number}: not a JSON record ({error.msg}); restore the file "
                                   "with git checkout, or leave out --reuse-results") from None
         committed[record.get("key")] = record
-    reused = {run.key: committed[run.key] for run in runs
-              if run.release is None and run.key in committed and committed[run.key].get("hash") == run.hash
-              and read_result(run) is None}
-    to_train = [run for run in runs if run.release is None and run.key not in reused and read_result(run) is None]
+    open_runs = [run for run in runs if run.release is None and read_result(run) is None]  # not finished in runs/
+    reused = {run.key: committed[run.key] for run in open_runs
+              if run.key in committed and committed[run.key].get("hash") == run.hash}
+    to_train = [run for run in open_runs if run.key not in reused]
     needed = {source.key for run in to_train for source in dependencies(run, runs)}
     return {key: record for key, record in reused.items() if key not in needed}
 
@@ -431,7 +431,7 @@ def execute(experiment: Experiment, runs: list[Run], progress: bool = True, echo
             echo(f"{where}: the release {run.reference()}")
             continue
         if run.key in reused:
-            echo(f"{where}: taken from {experiment.results_dir / 'runs.jsonl'} ({_metrics_text(reused[run.key])})")
+            echo(f"{where}: {_taken_from(experiment, reused[run.key])}")
             records.append(reused[run.key])
             continue
         record = read_result(run)
@@ -636,8 +636,8 @@ def execute_parallel(experiment: Experiment, runs: list[Run], jobs: int, echo: A
         where = f"[{order[run.key]}/{len(runs)}] {run.key}"
         if run.release is not None:
             echo(f"{where}: the release {run.reference()}")
-        elif run.key in (reused or {}):
-            echo(f"{where}: taken from {experiment.results_dir / 'runs.jsonl'} ({_metrics_text(reused[run.key])})")
+        elif reused and run.key in reused:
+            echo(f"{where}: {_taken_from(experiment, reused[run.key])}")
             records[run.key] = reused[run.key]
         elif (record := read_result(run)) is not None:
             echo(f"{where}: done before ({_metrics_text(record)})")
@@ -802,6 +802,10 @@ def _record(experiment: Experiment, run: Run, config: Any, metrics: dict[str, fl
             "warnings": [warning for r in log for warning in r.get("warnings", [])]}
 
 
+def _taken_from(experiment: Experiment, record: dict[str, Any]) -> str:
+    return f"taken from {experiment.results_dir / 'runs.jsonl'} ({_metrics_text(record)})"
+
+
 def _metrics_text(record: dict[str, Any]) -> str:
     shown = {key: value for key, value in record["metrics"].items()
              if key.startswith(("test_", "dev_")) and key.endswith(("cer", "wer", "accuracy"))}
@@ -831,14 +835,14 @@ def _write_json(path: Path, value: Any) -> None:
 def pretraining_of(records: list[dict[str, Any]], group: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The record of the pretraining run the fine-tuning runs of `group` start from, or of
     the release they start from (None: scratch, or runs that start from different ones)."""
-    from .training.release import is_release
+    from .training.release import RECIPES, is_release
 
     inits = {r["config"].get("init_from") for r in group}
     if len(inits) == 1 and isinstance(init := next(iter(inits)), str):
         if is_release(Path(init)):
             return release_record(Path(init))
-        reference = Path("data") / "pretrained" / Path(init).name  # a release not built here: its committed run
-        if Path(init).parent.as_posix().endswith("generated/pretrained") and (reference / "config.json").is_file():
+        reference = Path("data") / "pretrained" / Path(init).name  # a recipe's release not built here:
+        if Path(init).name in RECIPES and (reference / "config.json").is_file():  # its committed reference run
             return release_record(reference.resolve())  # resolved: release_record's cache is keyed by it
     folders = {str(Path(r["config"].get("init_from") or "").parent) for r in group}
     sources = [r for r in records if r["stage"] == "pretrain" and str(Path(r["config"]["output_dir"])) in folders]
