@@ -16,7 +16,7 @@ from w2v2_lite.cli import main, make_train_config, resolve_config
 from w2v2_lite.models import Wav2Vec2ForPreTraining
 from w2v2_lite.plots import read_log
 from w2v2_lite.pretrained import load_pretrained, read_release_config, shipped_release
-from w2v2_lite.training.release import RECIPES, build_release, recipe_hash
+from w2v2_lite.training.release import RECIPES, RELEASE_PRECISION, build_release, recipe_hash
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO / "data" / "pretrained" / "tiny"  # the run the recipe was measured with: config and log, no weights
@@ -84,6 +84,11 @@ def test_it_was_built_from_the_recipe_which_is_configs_pretrain_tiny(description
     for values in (from_file, from_recipe, trained):  # where the files were, and how it was shown
         for where in ("train_manifest", "valid_manifest", "output_dir", "progress"):
             values.pop(where)
+    precisions = [values.pop("precision") for values in (from_file, from_recipe, trained)]
+    # The recipe says auto; a release trains in fp32 whatever auto would pick (releases built
+    # before that rule say auto, which became fp32 where they were built).
+    assert precisions[:2] == ["auto", "auto"] and precisions[2] in ("auto", RELEASE_PRECISION)
+    assert description["precision"] == RELEASE_PRECISION
     assert from_file == from_recipe == trained
     assert description["seed"] == recipe["train"]["seed"]
 
@@ -95,8 +100,12 @@ def test_it_reproduces_the_reference_run(description, reference, release):
     and the end metrics land near it. On the machine that made the reference (same torch,
     threads and kernels), the log is equal to the last digit."""
     unrelated = {"output_dir": None, "log_every": None, "progress": None, "tensorboard": None,
-                 "train_manifest": None, "valid_manifest": None}  # where it ran and what it showed
+                 "train_manifest": None, "valid_manifest": None,  # where it ran and what it showed
+                 "precision": None}  # "auto" in the reference, which became fp32 there; compared below
     assert reference["train_config"] | unrelated == description["train_config"] | unrelated
+    assert description["precision"] == reference["precision"], \
+        f"{release} trained in {description['precision']}, its reference in {reference['precision']}: " \
+        "delete it and run make pretrained again"
     ours = read_log(release / description["log"])
     theirs = read_log(REFERENCE / reference["log"])
     assert [r["update"] for r in ours] == [r["update"] for r in theirs]
@@ -156,6 +165,7 @@ def test_a_release_is_built_resumed_and_then_found(corpus, tmp_path, monkeypatch
     assert CorpusConfig.notebooks(**small["corpus"]["set"]).fingerprint() == \
         json.loads((corpus / "metadata.json").read_text())["fingerprint"]  # the fixture's corpus: no synthesis
     monkeypatch.setitem(releases.RECIPES, "small", small)
+    monkeypatch.setenv("W2V2_LITE_PRECISION", "bf16")  # a CPU where auto picks bf16
     folder = tmp_path / "pretrained" / "small"
     messages: list[str] = []
 
@@ -179,6 +189,7 @@ def test_a_release_is_built_resumed_and_then_found(corpus, tmp_path, monkeypatch
     assert out == folder
     made = read_release_config(folder)
     assert made["update"] == 6 and made["recipe_sha256"] == releases.recipe_hash("small")
+    assert made["precision"] == made["train_config"]["precision"] == RELEASE_PRECISION  # not what auto picks
     log = read_log(folder / made["log"])
     assert [record["update"] for record in log] == list(range(1, 7))  # resumed: no update twice, none missing
     assert isinstance(load_pretrained(folder), Wav2Vec2ForPreTraining)
@@ -186,3 +197,10 @@ def test_a_release_is_built_resumed_and_then_found(corpus, tmp_path, monkeypatch
     messages.clear()
     assert build_release("small", folder=folder, corpus=corpus, progress=False, echo=messages.append) == folder
     assert messages == [] and (folder / "model.safetensors").stat().st_mtime_ns == before  # found, not rebuilt
+    # One built in another precision (as auto made it on a bf16 CPU before releases were
+    # fp32) is built again; its run folder is not the one resumed.
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(config | {"precision": "bf16"}))
+    assert build_release("small", folder=folder, corpus=corpus, progress=False, echo=messages.append) == folder
+    assert messages[0] == f"{folder} trained in bf16, not fp32; building it again"
+    assert read_release_config(folder)["precision"] == "fp32"

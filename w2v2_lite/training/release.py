@@ -24,6 +24,13 @@ from typing import Any, Callable
 
 RELEASE_LOG = "train_log.jsonl"
 
+# The precision every release trains in, whatever precision="auto" would pick on the CPU
+# that builds it. The reference runs in data/pretrained/ trained in fp32; a build in bf16
+# (what auto picks where bf16 pays) differs from them from the first update. To build in
+# another precision, pass overrides={"precision": ...}: the release then records it as
+# not the recipe's.
+RELEASE_PRECISION = "fp32"
+
 # What each release is trained from. "train" holds the same values as
 # configs/<config>.json (tests/test_shipped_model.py checks that they agree); the corpus
 # and the run folder are filled in where it is built. The paths of configs/ are not used,
@@ -160,18 +167,25 @@ def build_release(name: str = "tiny", folder: str | os.PathLike | None = None,
     if is_release(folder):
         made = read_release_config(folder)
         # overrides as config.json holds them (tuples become lists)
-        if made.get("recipe_sha256") == digest and made.get("overrides", {}) == json.loads(json.dumps(overrides or {})):
-            return folder
-        echo(f"{folder} was built from another recipe; building it again")
+        wanted_overrides = json.loads(json.dumps(overrides or {}))
+        precision = wanted_overrides.get("precision", RELEASE_PRECISION)
+        if made.get("recipe_sha256") == digest and made.get("overrides", {}) == wanted_overrides:
+            if made.get("precision") == precision:
+                return folder
+            echo(f"{folder} trained in {made.get('precision')}, not {precision}; building it again")
+        else:
+            echo(f"{folder} was built from another recipe; building it again")
     preset = wanted["corpus"]["preset"]
     corpus = Path(corpus) if corpus is not None else default_corpus_folder(preset)
     echo(f"release {name}: {wanted['description']}")
     echo(f"release {name}: the {preset} corpus in {corpus}")
     make_corpus(corpus, getattr(CorpusConfig, preset)(**wanted["corpus"].get("set", {})), progress=progress)
-    run_dir = folder.with_name(f"{folder.name}-run-{digest[:10]}")
     values = wanted["train"] | {"train_manifest": str(corpus / "pretrain.tsv"),
                                 "valid_manifest": str(corpus / "dev.tsv"),
-                                "output_dir": str(run_dir), "progress": progress} | (overrides or {})
+                                "precision": RELEASE_PRECISION, "progress": progress} | (overrides or {})
+    # The precision is in the name: a run begun in another precision is not resumed in this one.
+    run_dir = folder.with_name(f"{folder.name}-run-{digest[:10]}-{values['precision']}")
+    values["output_dir"] = str(run_dir)
     echo(f"release {name}: pretraining in {run_dir} ({values['max_updates']} updates; "
          "Ctrl-C stops at the next update, the same command resumes)")
     trainer = Trainer(TrainConfig(**values))
