@@ -211,6 +211,26 @@ def test_reuse_results_trains_only_what_the_committed_results_lack(tmp_path, cor
     assert main(["experiment", str(path), "--results", "--reuse-results"]) == 0 and calls == []
     assert {json.loads(line)["key"] for line in (results / "runs.jsonl").open()} == set(records)
 
+    # Another experiment beside it that shares runs (same hashes) and scores them alike takes
+    # mini's records, retitled as its own; one that scores on other audio takes none.
+    copy = json.loads(path.read_text()) | {"name": "copy"}
+    copy["finetune"]["grid"] = {"init": {"scratch": copy["finetune"]["grid"]["init"]["scratch"]}, "seed": [1, 2, 4]}
+    (tmp_path / "copy.json").write_text(json.dumps(copy))
+    (tmp_path / "elsewhere.json").write_text(json.dumps(copy | {"name": "elsewhere",
+                                                                "evaluate": {"test": str(corpus / "dev.tsv")}}))
+    capsys.readouterr()
+    assert main(["experiment", str(tmp_path / "elsewhere.json"), "--plan", "--reuse-results"]) == 0
+    assert capsys.readouterr().out.count("to run") == 4
+    calls.clear()
+    assert main(["experiment", str(tmp_path / "copy.json"), "--quiet", "--reuse-results"]) == 0
+    assert calls == ["finetune-init=scratch-seed=4-" + calls[0][-10:]]  # the one run mini has not made
+    assert capsys.readouterr().out.count(f"taken from {results / 'runs.jsonl'}") == 3  # 2 seeds, the pretraining
+    copied = {json.loads(line)["key"]: json.loads(line) for line in (tmp_path / "results/copy/runs.jsonl").open()}
+    key = "finetune/init=scratch/seed=1"
+    assert copied[key] == records[key] | {"experiment": "copy", "trained_in": f"mini: {key}",
+                                          "taken_from": (results / "runs.jsonl").as_posix()}
+    assert {json.loads(line)["key"] for line in (results / "runs.jsonl").open()} == set(records)  # mini's as it was
+
     # A damaged results file is named, with the fix, and nothing is written over it.
     (results / "runs.jsonl").write_text((results / "runs.jsonl").read_text()[:-40])
     damaged = (results / "runs.jsonl").read_text()

@@ -360,28 +360,65 @@ def _resolved(run: Run, runs: list[Run]) -> dict[str, Any]:
 
 
 def committed_records(experiment: Experiment, runs: list[Run]) -> dict[str, dict[str, Any]]:
-    """The records of results/NAME/runs.jsonl that the grid can take as finished runs when
-    runs/ lacks them (`--reuse-results`: a grid finished over several machines or clones):
-    key -> record, for each planned run with no record in runs/ whose committed record has
-    its very hash. A pretraining record is left out (so the run is trained again) when a
-    fine-tuning run still to train starts from it, since that needs its checkpoint."""
-    path = experiment.results_dir / "runs.jsonl"
+    """The committed records the grid can take as finished runs when runs/ lacks them
+    (`--reuse-results`: a grid finished over several machines or clones): key -> record, for
+    each planned run with no record in runs/ and a committed record of its very hash. That
+    record is looked for in results/NAME/runs.jsonl, then in the results of the other
+    experiments (results/OTHER/runs.jsonl, where experiments/OTHER.json beside this file
+    scores runs as this one does); one from another experiment is retitled as this run's and
+    says where it trained ("trained_in") and which file it was taken from ("taken_from"). A
+    pretraining record is left out (so the run is trained again) when a fine-tuning run still
+    to train starts from it, since that needs its checkpoint."""
+    own = _committed(experiment.results_dir / "runs.jsonl")
+    elsewhere: dict[str, tuple[Path, dict[str, Any]]] = {}  # hash -> (file, record) of another experiment
+    for path in sorted(experiment.results_dir.parent.glob("*/runs.jsonl")):
+        if path.parent.resolve() == experiment.results_dir.resolve():
+            continue
+        for record in _committed(path).values():
+            if record.get("stage") != "pseudolabel" and _scores_alike(experiment, record.get("experiment")):
+                elsewhere.setdefault(record.get("hash", ""), (path, record))
+    open_runs = [run for run in runs if run.release is None and read_result(run) is None]  # not finished in runs/
+    reused = {}
+    for run in open_runs:
+        if run.key in own and own[run.key].get("hash") == run.hash:
+            reused[run.key] = own[run.key]
+        elif run.hash in elsewhere:
+            path, record = elsewhere[run.hash]
+            reused[run.key] = record | {
+                "experiment": experiment.name, "key": run.key, "coordinates": run.coordinates,
+                "trained_in": record.get("trained_in") or f"{record['experiment']}: {record['key']}",
+                "taken_from": record.get("taken_from") or path.as_posix()}
+    to_train = [run for run in open_runs if run.key not in reused]
+    needed = {source.key for run in to_train for source in dependencies(run, runs)}
+    return {key: record for key, record in reused.items() if key not in needed}
+
+
+def _committed(path: Path) -> dict[str, dict[str, Any]]:
+    """key -> record of a committed runs.jsonl ({} when there is none)."""
     if not path.is_file():
         return {}
-    committed = {}
+    records = {}
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         try:
             record = json.loads(line)
         except json.JSONDecodeError as error:
             raise ExperimentError(f"{path}, line {number}: not a JSON record ({error.msg}); restore the file "
                                   "with git checkout, or leave out --reuse-results") from None
-        committed[record.get("key")] = record
-    open_runs = [run for run in runs if run.release is None and read_result(run) is None]  # not finished in runs/
-    reused = {run.key: committed[run.key] for run in open_runs
-              if run.key in committed and committed[run.key].get("hash") == run.hash}
-    to_train = [run for run in open_runs if run.key not in reused]
-    needed = {source.key for run in to_train for source in dependencies(run, runs)}
-    return {key: record for key, record in reused.items() if key not in needed}
+        records[record.get("key")] = record
+    return records
+
+
+def _scores_alike(experiment: Experiment, name: Any) -> bool:
+    """True when experiment `name` (a file NAME.json beside this one) scores its runs as this one does."""
+    path = experiment.path.with_name(f"{name}.json")
+    if not isinstance(name, str) or not path.is_file():
+        return False
+    try:
+        spec = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return False
+    return isinstance(spec, dict) and spec.get("name") == name and \
+        spec.get("evaluate") == experiment.spec.get("evaluate")
 
 
 def dependencies(run: Run, runs: list[Run]) -> list[Run]:
@@ -803,7 +840,8 @@ def _record(experiment: Experiment, run: Run, config: Any, metrics: dict[str, fl
 
 
 def _taken_from(experiment: Experiment, record: dict[str, Any]) -> str:
-    return f"taken from {experiment.results_dir / 'runs.jsonl'} ({_metrics_text(record)})"
+    where = record.get("taken_from") or (experiment.results_dir / "runs.jsonl").as_posix()
+    return f"taken from {where} ({_metrics_text(record)})"
 
 
 def _metrics_text(record: dict[str, Any]) -> str:
