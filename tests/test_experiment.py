@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -180,6 +181,11 @@ def test_reuse_results_trains_only_what_the_committed_results_lack(tmp_path, cor
     results = tmp_path / "results" / "mini"
     first = {json.loads(line)["key"]: json.loads(line) for line in (results / "runs.jsonl").open()}
     curves = (results / "curves.json").read_text()
+    # Each fine-tuning record names the weights it started from by their digest.
+    started = Path(first["finetune/init=pretrained/seed=1"]["config"]["init_from"])
+    assert started.name == "checkpoint_last.pt"
+    assert first["finetune/init=pretrained/seed=1"]["init_sha256"] == hashlib.sha256(started.read_bytes()).hexdigest()
+    assert first["finetune/init=scratch/seed=1"]["init_sha256"] is None and "init_sha256" not in first["pretrain/small"]
 
     # A new machine: runs/ is gone, results/ is committed, and the grid gained a seed.
     shutil.rmtree(tmp_path / "runs")
@@ -502,7 +508,7 @@ def test_rows_that_start_from_a_release_show_its_pretraining_run(tmp_path, monke
     import shutil
 
     from w2v2_lite import ModelConfig
-    from w2v2_lite.experiment import Experiment, write_results
+    from w2v2_lite.experiment import Experiment, weights_digest, write_results
     from w2v2_lite.models import Wav2Vec2ForPreTraining
     from w2v2_lite.pretrained import save_pretrained
 
@@ -534,6 +540,17 @@ def test_rows_that_start_from_a_release_show_its_pretraining_run(tmp_path, monke
     folder = write_results(Experiment(tmp_path / "rel.json", spec), records)
     summary = json.loads((folder / "summary.json").read_text())
     assert next(cell["pretraining"] for cell in summary["cells"] if cell["row"] == "pretrained") == facts
+
+    # A build here describes the runs only when their records name its weights (init_sha256);
+    # runs that started from another build get the reference run's facts.
+    built = repository / "data" / "generated" / "pretrained" / "tiny"
+    shutil.copytree(release, built)
+    (built / "config.json").write_text(json.dumps(json.loads((built / "config.json").read_text()) | {"update": 41}))
+    for digest, updates in [("0" * 64, 40), (weights_digest(str(built)), 41), (None, 41)]:
+        records[1]["init_sha256"] = digest  # None: a record from before init_sha256, taken to be this build's
+        folder = write_results(Experiment(tmp_path / "rel.json", spec), records)
+        summary = json.loads((folder / "summary.json").read_text())
+        assert next(cell["pretraining"] for cell in summary["cells"] if cell["row"] == "pretrained")["updates"] == updates
 
 
 def test_a_pretraining_run_is_judged_by_todays_health_monitor_over_its_log(tmp_path):

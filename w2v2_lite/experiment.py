@@ -298,6 +298,21 @@ def _file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
+def weights_digest(init_from: str | None) -> str | None:
+    """sha256 of the weights a fine-tuning run starts from: a release folder's
+    model.safetensors or a checkpoint file (None: from scratch, or the file is gone). A
+    release is built on each machine, so two runs that start from "the" release started from
+    the same weights only when their digests agree."""
+    if not init_from:
+        return None
+    path = Path(init_from)
+    if path.is_dir():
+        from .pretrained import WEIGHTS_FILE
+
+        path = path / WEIGHTS_FILE
+    return _file_digest(path) if path.is_file() else None
+
+
 def _hash(run: Run, experiment: Experiment, runs: list[Run]) -> str:
     """sha256 of what decides the run's numbers: its values, and the hashes of the runs its
     `pretrain:`/`pseudolabel:` references (or a pseudo-labelling's teacher) name."""
@@ -836,7 +851,8 @@ def _record(experiment: Experiment, run: Run, config: Any, metrics: dict[str, fl
             "device": str(pick_device(config.device)), "workers": world_size(), "threads": torch.get_num_threads(),
             "torch": torch.__version__,
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "cpu": cpu_model(), "metrics": metrics,
-            "warnings": [warning for r in log for warning in r.get("warnings", [])]}
+            "warnings": [warning for r in log for warning in r.get("warnings", [])]} | (
+        {"init_sha256": weights_digest(config.init_from)} if run.stage == "finetune" else {})
 
 
 def _taken_from(experiment: Experiment, record: dict[str, Any]) -> str:
@@ -877,11 +893,14 @@ def pretraining_of(records: list[dict[str, Any]], group: list[dict[str, Any]]) -
 
     inits = {r["config"].get("init_from") for r in group}
     if len(inits) == 1 and isinstance(init := next(iter(inits)), str):
-        if is_release(Path(init)):
+        # The build here is the one the runs started from unless their records say otherwise
+        # (records from before init_sha256 say nothing).
+        digests = {r["init_sha256"] for r in group if r.get("init_sha256")}
+        if is_release(Path(init)) and (not digests or digests == {weights_digest(init)}):
             return release_record(Path(init))
-        reference = Path("data") / "pretrained" / Path(init).name  # a recipe's release not built here:
-        if Path(init).name in RECIPES and (reference / "config.json").is_file():  # its committed reference run
-            return release_record(reference.resolve())  # resolved: release_record's cache is keyed by it
+        reference = Path("data") / "pretrained" / Path(init).name  # a recipe's release not built here,
+        if Path(init).name in RECIPES and (reference / "config.json").is_file():  # or not this build: its
+            return release_record(reference.resolve())  # committed reference run (resolved: the cache's key)
     folders = {str(Path(r["config"].get("init_from") or "").parent) for r in group}
     sources = [r for r in records if r["stage"] == "pretrain" and str(Path(r["config"]["output_dir"])) in folders]
     if len(sources) != 1 or len(folders) != 1:
