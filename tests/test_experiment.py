@@ -523,6 +523,7 @@ def test_rows_that_start_from_a_release_show_its_pretraining_run(tmp_path, monke
                 "coordinates": {"init": row, "seed": 1}, "config": {"init_from": init},
                 "wall_s": 1.0, "audio_seconds_per_second": 2.0, "metrics": {"test_cer": cer}}
                for row, init, cer in [("scratch", None, 0.8), ("pretrained", str(release), 0.4)]]
+    records[1]["init_sha256"] = weights_digest(str(release))  # started from this build
     folder = write_results(Experiment(tmp_path / "rel.json", spec), records)
     summary = json.loads((folder / "summary.json").read_text())
     facts = next(cell["pretraining"] for cell in summary["cells"] if cell["row"] == "pretrained")
@@ -542,12 +543,12 @@ def test_rows_that_start_from_a_release_show_its_pretraining_run(tmp_path, monke
     assert next(cell["pretraining"] for cell in summary["cells"] if cell["row"] == "pretrained") == facts
 
     # A build here describes the runs only when their records name its weights (init_sha256);
-    # runs that started from another build get the reference run's facts.
+    # runs that started from another build, or say nothing of it, get the reference run's facts.
     built = repository / "data" / "generated" / "pretrained" / "tiny"
     shutil.copytree(release, built)
     (built / "config.json").write_text(json.dumps(json.loads((built / "config.json").read_text()) | {"update": 41}))
-    for digest, updates in [("0" * 64, 40), (weights_digest(str(built)), 41), (None, 41)]:
-        records[1]["init_sha256"] = digest  # None: a record from before init_sha256, taken to be this build's
+    for digest, updates in [("0" * 64, 40), (weights_digest(str(built)), 41), (None, 40)]:
+        records[1]["init_sha256"] = digest  # None: a record from before init_sha256, of a build unknown
         folder = write_results(Experiment(tmp_path / "rel.json", spec), records)
         summary = json.loads((folder / "summary.json").read_text())
         assert next(cell["pretraining"] for cell in summary["cells"] if cell["row"] == "pretrained")["updates"] == updates
@@ -580,6 +581,14 @@ def test_a_pretraining_run_is_judged_by_todays_health_monitor_over_its_log(tmp_p
     assert facts["warnings"] == ["codebook collapse: the quantizer uses about 24.8 of its 128 codes (code "
                                  "perplexity; the run had used 100.0) (update 346)"]
     assert "codebook collapse" in (folder / "table.md").read_text()
+
+    # On a machine without the run's log (its record reused from results/), the monitor cannot
+    # judge it again: the summary keeps the warnings it was judged to have, not the none it logged.
+    run.joinpath("log.jsonl").unlink()
+    folder = write_results(Experiment(tmp_path / "abl.json", spec), records)
+    summary = json.loads((folder / "summary.json").read_text())
+    assert next(cell["pretraining"] for cell in summary["cells"] if cell["row"] == "no diversity")["warnings"] == \
+        facts["warnings"]
 
 
 def test_a_run_trained_by_another_experiment_is_scored_not_trained_again(tmp_path, corpus, capsys, monkeypatch):
@@ -619,3 +628,24 @@ def test_a_run_trained_by_another_experiment_is_scored_not_trained_again(tmp_pat
                 assert "heldout_cer" in record["metrics"] and "heldout_cer" not in earlier[key]["metrics"]
         else:
             assert "trained_in" not in record
+
+
+def test_ratios_are_a_curve_against_updates_only_when_the_rows_differ_in_updates(tmp_path):
+    from w2v2_lite.experiment import Experiment, plot_ratios, rows_differ_in_updates
+
+    def entry(row, column, updates, ratio):
+        return {"row": row, "column": column, "metric": "test_cer", "baseline": "scratch", "ratio": ratio,
+                "pretrain_updates": updates}
+
+    budget = [entry(f"{u} updates", labels, u, r) for labels in ("1min", "10min")
+              for u, r in [(1900, 1.0), (4800, 0.9), (17400, 0.8)]]
+    ablations = [entry(row, None, 4800, r) for row, r in [("baseline", 0.92), ("mask 0.3", 1.6)]]
+    table1 = [entry("pretrained", "10min", 4800, 0.84), entry("pretrained", "1h", 4800, 1.15),
+              entry("self-training", "10min", 4800, 1.08)]  # two rows at 4,800 updates in one column
+    assert rows_differ_in_updates(budget)
+    assert not rows_differ_in_updates(ablations) and not rows_differ_in_updates(table1)
+    assert not rows_differ_in_updates(budget[:1])  # one point is no curve
+    for name, ratios in [("budget", budget), ("ablations", ablations), ("table1", table1)]:
+        spec = {"name": name, "table": {"rows": "x", "columns": "labels"}}
+        plot_ratios(Experiment(tmp_path / f"{name}.json", spec), ratios, tmp_path / f"{name}.png")
+        assert (tmp_path / f"{name}.png").stat().st_size > 1000

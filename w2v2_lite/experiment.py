@@ -893,14 +893,17 @@ def pretraining_of(records: list[dict[str, Any]], group: list[dict[str, Any]]) -
 
     inits = {r["config"].get("init_from") for r in group}
     if len(inits) == 1 and isinstance(init := next(iter(inits)), str):
-        # The build here is the one the runs started from unless their records say otherwise
-        # (records from before init_sha256 say nothing).
-        digests = {r["init_sha256"] for r in group if r.get("init_sha256")}
-        if is_release(Path(init)) and (not digests or digests == {weights_digest(init)}):
+        # A recipe's release is built on each machine: the build here describes the runs only
+        # when every record names its weights (init_sha256). Otherwise (another build, or
+        # records from before init_sha256) the recipe's committed reference run does.
+        built = is_release(Path(init))
+        if built and {r.get("init_sha256") for r in group} == {weights_digest(init)}:
             return release_record(Path(init))
-        reference = Path("data") / "pretrained" / Path(init).name  # a recipe's release not built here,
-        if Path(init).name in RECIPES and (reference / "config.json").is_file():  # or not this build: its
-            return release_record(reference.resolve())  # committed reference run (resolved: the cache's key)
+        reference = Path("data") / "pretrained" / Path(init).name
+        if Path(init).name in RECIPES and (reference / "config.json").is_file():
+            return release_record(reference.resolve())  # resolved: release_record's cache is keyed by it
+        if built:  # a release of no recipe: the runs' hash is its weights' digest, so it is theirs
+            return release_record(Path(init))
     folders = {str(Path(r["config"].get("init_from") or "").parent) for r in group}
     sources = [r for r in records if r["stage"] == "pretrain" and str(Path(r["config"]["output_dir"])) in folders]
     if len(sources) != 1 or len(folders) != 1:
@@ -1091,6 +1094,7 @@ def write_results(experiment: Experiment, records: list[dict[str, Any]], planned
     temporary.write_text("".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in ordered))
     os.replace(temporary, folder / "runs.jsonl")
     summary = summarise(experiment, ordered)
+    keep_judged_warnings(folder / "summary.json", ordered, summary)
     ratios = ratio_summary(experiment, ordered, summary)
     done = {r["key"] for r in ordered}
     missing = [run.key for run in planned or [] if run.release is None and run.key not in done]
@@ -1124,6 +1128,22 @@ def write_results(experiment: Experiment, records: list[dict[str, Any]], planned
     if any(entry["pretrain_updates"] is not None for entry in ratios):  # rows that start from pretraining
         plot_ratios(experiment, ratios, folder / "ratio.png")
     return folder
+
+
+def keep_judged_warnings(path: Path, records: list[dict[str, Any]], summary: list[dict[str, Any]]) -> None:
+    """A pretraining run whose log is not here (a record reused from results/ on another
+    machine) cannot be judged again by today's monitor: its cells keep the warnings that the
+    summary at `path` gave it when its log was there, not the fewer it logged while training."""
+    if not path.is_file():
+        return
+    judged = {cell["pretraining"]["key"]: cell["pretraining"]["warnings"]
+              for cell in json.loads(path.read_text()).get("cells", []) if cell.get("pretraining")}
+    without_log = {r["key"] for r in records if r["stage"] == "pretrain"
+                   and not (Path(r["config"]["output_dir"]) / "log.jsonl").is_file()}
+    for cell in summary:
+        facts = cell.get("pretraining")
+        if facts and facts["key"] in without_log and facts["key"] in judged:
+            facts["warnings"] = judged[facts["key"]]
 
 
 def ratio_summary(experiment: Experiment, records: list[dict[str, Any]],
@@ -1172,8 +1192,18 @@ def _minutes(minutes: float | None, threads: int | None) -> str:
     return f"{minutes} ({threads})" if threads else f"{minutes}"
 
 
+def rows_differ_in_updates(ratios: list[dict[str, Any]]) -> bool:
+    """True when, in every column, each row's pretraining run has its own number of updates
+    (and some column has two rows): the ratios then form a curve against updates."""
+    points = [[e["pretrain_updates"] for e in ratios if e["column"] == column and e["pretrain_updates"] is not None]
+              for column in {entry["column"] for entry in ratios}]
+    return any(len(updates) > 1 for updates in points) and all(len(set(u)) == len(u) for u in points)
+
+
 def plot_ratios(experiment: Experiment, ratios: list[dict[str, Any]], path: Path) -> None:
-    """The metric's ratio to the baseline against the pretraining run's updates, a line per column.
+    """The metric's ratio to the baseline: against the pretraining run's updates, a line per
+    column, when the rows differ in how long they pretrained (a budget sweep); otherwise (the
+    rows differ in what they pretrained, as ablations) a bar per row and column.
 
     Updates, not wall minutes: runs trained side by side (--jobs) get fewer threads each
     than a run trained alone, so their minutes do not compare; an update costs the same."""
@@ -1182,20 +1212,43 @@ def plot_ratios(experiment: Experiment, ratios: list[dict[str, Any]], path: Path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for column in sorted({entry["column"] for entry in ratios}, key=str):
-        points = sorted((e["pretrain_updates"], e["ratio"]) for e in ratios
-                        if e["column"] == column and e["pretrain_updates"] is not None)
-        if points:
-            ax.plot(*zip(*points), marker="o", label=str(column))
-    ax.axhline(1.0, color="0.5", linewidth=0.8, linestyle=":")
-    ax.axhline(0.5, color="tab:red", linewidth=0.8, linestyle="--", label="halved")
-    if all((e["pretrain_updates"] or 0) > 0 for e in ratios):
-        ax.set_xscale("log")
-    ax.set_xlabel("pretraining updates")
-    ax.set_ylabel(f"{ratios[0]['metric']}: pretrained / {ratios[0]['baseline']}")
-    ax.set_ylim(0, max(1.2, max(e["ratio"] for e in ratios) * 1.05))
-    ax.legend(title=str(experiment.spec["table"].get("columns", "")))
+    columns = sorted({entry["column"] for entry in ratios}, key=str)
+    lines = {column: sorted((e["pretrain_updates"], e["ratio"]) for e in ratios
+                            if e["column"] == column and e["pretrain_updates"] is not None) for column in columns}
+    along_updates = rows_differ_in_updates(ratios)
+    title = experiment.spec["table"].get("columns")
+    metric = f"{ratios[0]['metric']}: pretrained / {ratios[0]['baseline']}"
+    top = max(1.2, max(e["ratio"] for e in ratios) * 1.05)
+    if along_updates:
+        fig, ax = plt.subplots(figsize=(5.5, 3.8))
+        for column, points in lines.items():
+            if points:
+                ax.plot(*zip(*points), marker="o", label=str(column) if column is not None else "ratio")
+        ax.axhline(1.0, color="0.5", linewidth=0.8, linestyle=":")
+        ax.axhline(0.5, color="tab:red", linewidth=0.8, linestyle="--", label="halved")
+        if all((e["pretrain_updates"] or 0) > 0 for e in ratios):
+            ax.set_xscale("log")
+        ax.set_xlabel("pretraining updates")
+        ax.set_ylabel(metric)
+        ax.set_ylim(0, top)
+    else:
+        fig, ax = plt.subplots(figsize=(7.0, 1.3 + 0.35 * len(ratios)))
+        colours = {column: f"C{number}" for number, column in enumerate(columns)}
+        for position, entry in enumerate(ratios):
+            ax.barh(position, entry["ratio"], color=colours[entry["column"]], height=0.7,
+                    label=str(entry["column"]) if entry["column"] is not None else None)
+            ax.text(entry["ratio"] + 0.01 * top, position, f"{entry['ratio']:.2f}", va="center", fontsize=8)
+        ax.set_yticks(range(len(ratios)), [str(entry["row"]) + (f", {entry['column']}" if len(columns) > 1 else "")
+                                           for entry in ratios], fontsize=8)
+        ax.invert_yaxis()
+        ax.axvline(1.0, color="0.5", linewidth=0.8, linestyle=":")
+        ax.axvline(0.5, color="tab:red", linewidth=0.8, linestyle="--", label="halved")
+        ax.set_xlabel(metric)
+        ax.set_xlim(0, top * 1.08)
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))  # one legend entry per column
+    ax.legend(unique.values(), unique.keys(), title=str(title) if title else None, fontsize=8,
+              **({} if along_updates else {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0)}))
     ax.set_title(experiment.name)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
