@@ -387,10 +387,10 @@ def committed_records(experiment: Experiment, runs: list[Run]) -> dict[str, dict
     own = _committed(experiment.results_dir / "runs.jsonl")
     elsewhere: dict[str, tuple[Path, dict[str, Any]]] = {}  # hash -> (file, record) of another experiment
     for path in sorted(experiment.results_dir.parent.glob("*/runs.jsonl")):
-        if path.parent.resolve() == experiment.results_dir.resolve():
+        if path.parent.resolve() == experiment.results_dir.resolve() or not _scores_alike(experiment, path.parent.name):
             continue
         for record in _committed(path).values():
-            if record.get("stage") != "pseudolabel" and _scores_alike(experiment, record.get("experiment")):
+            if record.get("stage") != "pseudolabel" and record.get("experiment") == path.parent.name:
                 elsewhere.setdefault(record.get("hash", ""), (path, record))
     open_runs = [run for run in runs if run.release is None and read_result(run) is None]  # not finished in runs/
     reused = {}
@@ -423,10 +423,10 @@ def _committed(path: Path) -> dict[str, dict[str, Any]]:
     return records
 
 
-def _scores_alike(experiment: Experiment, name: Any) -> bool:
+def _scores_alike(experiment: Experiment, name: str) -> bool:
     """True when experiment `name` (a file NAME.json beside this one) scores its runs as this one does."""
     path = experiment.path.with_name(f"{name}.json")
-    if not isinstance(name, str) or not path.is_file():
+    if not path.is_file():
         return False
     try:
         spec = json.loads(path.read_text())
@@ -1213,15 +1213,15 @@ def plot_ratios(experiment: Experiment, ratios: list[dict[str, Any]], path: Path
     import matplotlib.pyplot as plt
 
     columns = sorted({entry["column"] for entry in ratios}, key=str)
-    lines = {column: sorted((e["pretrain_updates"], e["ratio"]) for e in ratios
-                            if e["column"] == column and e["pretrain_updates"] is not None) for column in columns}
     along_updates = rows_differ_in_updates(ratios)
     title = experiment.spec["table"].get("columns")
     metric = f"{ratios[0]['metric']}: pretrained / {ratios[0]['baseline']}"
     top = max(1.2, max(e["ratio"] for e in ratios) * 1.05)
     if along_updates:
         fig, ax = plt.subplots(figsize=(5.5, 3.8))
-        for column, points in lines.items():
+        for column in columns:
+            points = sorted((e["pretrain_updates"], e["ratio"]) for e in ratios
+                            if e["column"] == column and e["pretrain_updates"] is not None)
             if points:
                 ax.plot(*zip(*points), marker="o", label=str(column) if column is not None else "ratio")
         ax.axhline(1.0, color="0.5", linewidth=0.8, linestyle=":")

@@ -152,7 +152,7 @@ def build_release(name: str = "tiny", folder: str | os.PathLike | None = None,
     """Make release `name` from its recipe, or find it made -> its folder.
 
     folder: where it goes (default `default_release_folder(name)`); the pretraining run's
-    checkpoints go beside it, in NAME-run-<recipe hash>, so that Ctrl-C loses at most
+    checkpoints go beside it, in NAME-run-<recipe hash>-<precision>, so that Ctrl-C loses at most
     eval_every updates and the same call resumes. corpus: the folder of the recipe's corpus
     preset (made there when missing). overrides: TrainConfig values to change (tests; a
     release built with any is recorded as such and is not the recipe's).
@@ -164,12 +164,11 @@ def build_release(name: str = "tiny", folder: str | os.PathLike | None = None,
     wanted = recipe(name)
     folder = Path(folder) if folder is not None else default_release_folder(name)
     digest = recipe_hash(name)
+    precision = (overrides or {}).get("precision", RELEASE_PRECISION)
     if is_release(folder):
         made = read_release_config(folder)
         # overrides as config.json holds them (tuples become lists)
-        wanted_overrides = json.loads(json.dumps(overrides or {}))
-        precision = wanted_overrides.get("precision", RELEASE_PRECISION)
-        if made.get("recipe_sha256") == digest and made.get("overrides", {}) == wanted_overrides:
+        if made.get("recipe_sha256") == digest and made.get("overrides", {}) == json.loads(json.dumps(overrides or {})):
             if made.get("precision") == precision:
                 return folder
             echo(f"{folder} trained in {made.get('precision')}, not {precision}; building it again")
@@ -182,9 +181,9 @@ def build_release(name: str = "tiny", folder: str | os.PathLike | None = None,
     make_corpus(corpus, getattr(CorpusConfig, preset)(**wanted["corpus"].get("set", {})), progress=progress)
     values = wanted["train"] | {"train_manifest": str(corpus / "pretrain.tsv"),
                                 "valid_manifest": str(corpus / "dev.tsv"),
-                                "precision": RELEASE_PRECISION, "progress": progress} | (overrides or {})
+                                "precision": precision, "progress": progress} | (overrides or {})
     # The precision is in the name: a run begun in another precision is not resumed in this one.
-    run_dir = folder.with_name(f"{folder.name}-run-{digest[:10]}-{values['precision']}")
+    run_dir = folder.with_name(f"{folder.name}-run-{digest[:10]}-{precision}")
     values["output_dir"] = str(run_dir)
     echo(f"release {name}: pretraining in {run_dir} ({values['max_updates']} updates; "
          "Ctrl-C stops at the next update, the same command resumes)")
